@@ -1,0 +1,69 @@
+# The fashion product image study. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+QUICK   ?= 0
+# Extra papermill parameters, e.g. make notebooks PARAMS="TARGET=articleType IMAGE_SIZE=64"
+PARAMS  ?=
+# Only some notebooks, e.g. make notebooks ONLY="03 04"
+ONLY    ?=
+WORKERS ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: all help setup data notebooks test test-fast lab explore bench tune-distributed clean
+
+## Set up, prepare the default data and execute every notebook (the full study)
+all: notebooks
+
+## Print this help
+help:
+	@awk '/^## /{doc=substr($$0,4); next} /^[a-zA-Z_-]+:/{if(doc){split($$1,t,":"); printf "  %-18s %s\n", t[1], doc}; doc=""}' $(MAKEFILE_LIST)
+
+## Create .venv and install the package with the notebook stack (idempotent)
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" > /dev/null
+	touch $(STAMP)
+
+## Prepare the default data set (Fashion-MNIST in the Kaggle layout) under data/raw
+data: setup
+	$(PY) -m fashion_utils.data prepare-fashion-mnist
+
+## Execute notebooks/NN_*.ipynb in order with papermill into reports/executed (QUICK=1, PARAMS=..., ONLY=...)
+notebooks: data
+	$(PY) -m fashion_utils.runner $(if $(filter 1 true yes,$(QUICK)),--quick) $(if $(ONLY),--only $(ONLY)) $(foreach p,$(PARAMS),-p $(p))
+
+## Run the tests, including the quick papermill run of every notebook and the browser test
+test: data
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+## Run the unit tests only (no notebooks, no browser)
+test-fast: setup
+	$(PY) -m pytest -ra -m "not notebooks and not browser" $(PYTEST_ARGS)
+
+## Open JupyterLab on the notebooks
+lab: data
+	$(VENV)/bin/jupyter lab notebooks/
+
+## Open the recommendation explorer as a Voila dashboard
+explore: data
+	$(VENV)/bin/voila notebooks/05_recommendation.ipynb
+
+## Speed and memory benchmarks, written to reports/benchmarks.json
+bench: data
+	$(PY) -m fashion_utils.bench
+
+## Distributed KerasTuner search: one chief and WORKERS workers on localhost
+tune-distributed: data
+	$(PY) -m fashion_utils.tuning distributed --workers $(WORKERS)
+
+## Remove derived data, models and executed notebooks (keeps raw data and .venv)
+clean:
+	rm -rf data/interim data/processed models reports/executed reports/quick

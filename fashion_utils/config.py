@@ -1,0 +1,141 @@
+"""Every path, seed and default of the study, in one place.
+
+Notebooks and library code never hard-code a path: they ask this module.
+
+Environment variables (all optional):
+    DATA_DIR             the catalog to study (Kaggle layout: ``styles.csv`` + ``images/``).
+                         Default: the prepared Fashion-MNIST under ``data/raw/fashion-mnist``
+                         (raw data is immutable and always lives in the project).
+    FASHION_OUTPUT_ROOT  where derived data, models and reports go (default: the project root).
+                         Tests point it at a temporary folder.
+    FASHION_MNIST_DIR    where to read the Fashion-MNIST idx files from (see ``data.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJ_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
+
+SEED = 42
+DEFAULT_TARGET = "masterCategory"
+DEFAULT_BACKBONE = "efficientnet_lite0"
+DEFAULT_IMAGE_SIZE = 96
+QUICK_IMAGE_SIZE = 32
+QUICK_PER_CLASS = 60  # items per class in quick mode (smoke tests, `make QUICK=1`)
+
+DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def output_root() -> Path:
+    """The folder that holds ``data/``, ``models/`` and ``reports/`` (env ``FASHION_OUTPUT_ROOT``)."""
+    return Path(os.environ.get("FASHION_OUTPUT_ROOT", PROJ_ROOT)).resolve()
+
+
+def default_data_dir() -> Path:
+    """The catalog studied when no ``DATA_DIR`` is given: the prepared Fashion-MNIST."""
+    env = os.environ.get("DATA_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    return PROJ_ROOT / "data" / "raw" / "fashion-mnist"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where one run of the study reads and writes.
+
+    A quick run (``quick=True``) writes into its own sub-folders, so it never overwrites
+    the full study's splits, features, models or metrics.
+    """
+
+    data_dir: Path
+    root: Path
+    quick: bool = False
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.data_dir.name}{'-quick' if self.quick else ''}"
+
+    @property
+    def interim(self) -> Path:
+        """Derived, re-creatable data: image checks, augmented images."""
+        return self.root / "data" / "interim" / self.run_name
+
+    @property
+    def processed(self) -> Path:
+        """Splits, study samples and feature caches that later notebooks read."""
+        return self.root / "data" / "processed" / self.run_name
+
+    @property
+    def features(self) -> Path:
+        return self.processed / "features"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models" / self.run_name
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports" / ("quick" if self.quick else "")
+
+    @property
+    def figures(self) -> Path:
+        return self.reports / "figures"
+
+    @property
+    def metrics(self) -> Path:
+        return self.reports / "metrics"
+
+    @property
+    def executed(self) -> Path:
+        """Executed notebooks (papermill output and HTML copies)."""
+        return self.root / "reports" / "executed" / ("quick" if self.quick else "")
+
+    def ensure(self) -> "Paths":
+        """Create every output folder; returns self."""
+        for path in (self.interim, self.processed, self.features, self.models,
+                     self.figures, self.metrics, self.executed):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def get_paths(data_dir: str | os.PathLike | None = None, *, quick: bool = False) -> Paths:
+    """Paths for a run on ``data_dir`` (default: :func:`default_data_dir`).
+
+    Args:
+        data_dir: the catalog folder; ``None`` means the default data set.
+        quick: quick-mode runs write into separate ``-quick`` folders.
+
+    Returns:
+        A :class:`Paths` whose folders exist.
+    """
+    data = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
+    return Paths(data_dir=data, root=output_root(), quick=bool(quick)).ensure()
+
+
+def set_seed(seed: int = SEED) -> int:
+    """Seed Python, NumPy and Keras/TensorFlow (``keras.utils.set_random_seed``).
+
+    Args:
+        seed: a non-negative integer.
+
+    Returns:
+        The seed, for logging.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}")
+    random.seed(seed)
+    import numpy as np
+
+    np.random.seed(seed)
+    try:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+    except ImportError:  # pragma: no cover - keras is a hard dependency
+        pass
+    return seed

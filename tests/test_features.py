@@ -1,0 +1,150 @@
+"""Streamed, cached feature extraction (with a tiny stand-in model: no weights needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fashion_utils import features
+
+
+def _write_images(folder, n, *, mode="L", size=(28, 28), ext="png"):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        arr = rng.integers(0, 256, size=size[::-1] + ((3,) if mode != "L" else ()), dtype=np.uint8)
+        img = Image.fromarray(arr, "RGB" if mode != "L" else "L")
+        if mode not in ("L", "RGB"):
+            img = img.convert(mode)
+        path = folder / f"{i}.{ext}"
+        img.save(path)
+        paths.append(str(path))
+    return paths
+
+
+class CountingFactory:
+    """A tiny Keras model (mean colour per channel, times 2) that counts how often it is built."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self):
+        import keras
+
+        self.calls += 1
+        inputs = keras.Input((None, None, 3))
+        outputs = keras.layers.GlobalAveragePooling2D()(inputs) * 2.0
+        return keras.Model(inputs, outputs)
+
+
+@pytest.fixture()
+def images(tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    return _write_images(folder, 23)
+
+
+def _reference(paths, size):
+    out = []
+    for p in paths:
+        img = Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)
+        out.append(np.asarray(img, np.float32).mean(axis=(0, 1)) * 2)
+    return np.stack(out)
+
+
+def test_image_dataset_decodes_every_mode_to_rgb(tmp_path):
+    paths = []
+    for mode, ext in [("L", "png"), ("RGB", "jpg"), ("CMYK", "jpg"), ("RGBA", "png"), ("P", "png")]:
+        sub = tmp_path / mode
+        sub.mkdir()
+        paths += _write_images(sub, 1, mode=mode, size=(30, 40), ext=ext)
+    batches = list(features.image_dataset(paths, image_size=16, batch_size=4))
+    assert [b.shape[0] for b in batches] == [4, 1]
+    stacked = np.concatenate([b.numpy() for b in batches])
+    assert stacked.shape == (5, 16, 16, 3) and stacked.dtype == np.float32
+    assert stacked.min() >= 0 and stacked.max() <= 255
+
+
+def test_extract_matches_reference_and_keeps_order(images, tmp_path):
+    ids = [f"item{i}" for i in range(len(images))]
+    factory = CountingFactory()
+    out_ids, feats = features.extract_embeddings(
+        ids, images, model_factory=factory, model_key="mean", image_size=28,
+        cache_dir=tmp_path / "cache", batch_size=8, chunk_size=8, progress=False)
+    assert out_ids.tolist() == ids
+    assert feats.shape == (23, 3) and feats.dtype == np.float32
+    np.testing.assert_allclose(feats, _reference(images, 28), atol=1e-3)
+
+
+def test_cache_is_reused_and_keyed_by_ids_model_and_size(images, tmp_path):
+    ids = [str(i) for i in range(len(images))]
+    kw = dict(image_size=28, cache_dir=tmp_path / "cache", batch_size=8, chunk_size=8, progress=False)
+    factory = CountingFactory()
+    _, first = features.extract_embeddings(ids, images, model_factory=factory, model_key="m", **kw)
+    _, again = features.extract_embeddings(ids, images, model_factory=factory, model_key="m", **kw)
+    assert factory.calls == 1  # served from cache
+    np.testing.assert_array_equal(first, again)
+    features.extract_embeddings(ids[::-1], images[::-1], model_factory=factory, model_key="m", **kw)
+    features.extract_embeddings(ids, images, model_factory=factory, model_key="other", **kw)
+    features.extract_embeddings(ids, images, model_factory=factory, model_key="m",
+                                **{**kw, "image_size": 16})
+    assert factory.calls == 4
+    folders = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(folders) == 4
+
+
+def test_interrupted_run_resumes_from_finished_chunks(images, tmp_path, monkeypatch):
+    ids = [str(i) for i in range(len(images))]
+    kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=8,
+              chunk_size=8, progress=False)
+    real_save = features._atomic_save
+    saved = []
+
+    def failing_save(path, array):
+        if len(saved) == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        saved.append(path.name)
+        real_save(path, array)
+
+    monkeypatch.setattr(features, "_atomic_save", failing_save)
+    with pytest.raises(KeyboardInterrupt):
+        features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
+    folder = next((tmp_path / "cache").iterdir())
+    assert sorted(p.name for p in folder.glob("chunk_*.npy")) == ["chunk_00000.npy", "chunk_00001.npy"]
+    assert not (folder / "features.npy").exists()  # no half-written result
+
+    monkeypatch.setattr(features, "_atomic_save", lambda p, a: (saved.append(p.name), real_save(p, a)))
+    saved.clear()
+    _, feats = features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
+    assert saved == ["chunk_00002.npy"]  # only the missing chunk was computed
+    np.testing.assert_allclose(feats, _reference(images, 28), atol=1e-3)
+    assert not list(folder.glob("chunk_*.npy")) and not list(folder.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(image_size=4), "image_size"),
+    (dict(image_size=28, batch_size=16, chunk_size=8), "chunk_size"),
+])
+def test_bad_arguments_are_rejected(images, tmp_path, kwargs, match):
+    ids = [str(i) for i in range(len(images))]
+    with pytest.raises(ValueError, match=match):
+        features.extract_embeddings(ids, images, model_factory=CountingFactory(), model_key="m",
+                                    cache_dir=tmp_path, progress=False, **kwargs)
+
+
+def test_duplicate_ids_and_length_mismatch_are_rejected(images, tmp_path):
+    with pytest.raises(ValueError, match="unique"):
+        features.extract_embeddings(["a"] * len(images), images, model_factory=CountingFactory(),
+                                    model_key="m", image_size=28, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="differ in length"):
+        features.extract_embeddings(["a"], images, model_factory=CountingFactory(),
+                                    model_key="m", image_size=28, cache_dir=tmp_path)
+
+
+def test_align_features_orders_rows_and_names_missing_ids():
+    feats = np.arange(12, dtype=np.float32).reshape(4, 3)
+    ids = np.array(["a", "b", "c", "d"])
+    np.testing.assert_array_equal(features.align_features(["c", "a"], ids, feats), feats[[2, 0]])
+    with pytest.raises(ValueError, match="zz"):
+        features.align_features(["a", "zz"], ids, feats)

@@ -1,0 +1,49 @@
+"""Smoke test: every notebook runs end to end under papermill in quick mode."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fashion_utils import config, runner
+
+pytestmark = pytest.mark.notebooks
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """Execute all notebooks once, in order, with outputs in a throw-away root."""
+    from fashion_utils.data import prepare_fashion_mnist
+
+    prepare_fashion_mnist(config.default_data_dir())  # idempotent: a no-op once prepared
+    root = tmp_path_factory.mktemp("quick-study")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FASHION_OUTPUT_ROOT", str(root))  # the kernels inherit it
+    try:
+        executed = runner.run_notebooks(quick=True, output_dir=root / "executed", html=False)
+    finally:
+        mp.undo()
+    return root, executed
+
+
+def test_every_notebook_executes_in_quick_mode(quick_run):
+    root, executed = quick_run
+    expected = [p.name for p in runner.notebook_paths(config.NOTEBOOKS_DIR)]
+    assert [p.name for p in executed] == expected
+    for path in executed:
+        nb = json.loads(path.read_text())
+        errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert not errors, f"{path.name}: {errors[:1]}"
+        images = sum("image/png" in o.get("data", {}) for c in nb["cells"]
+                     for o in c.get("outputs", []))
+        assert images >= 1, f"{path.name} shows no figure"
+
+
+def test_each_notebook_writes_its_metrics(quick_run):
+    root, executed = quick_run
+    metrics_dir = root / "reports" / "quick" / "metrics"
+    for path in executed:
+        metrics = json.loads((metrics_dir / f"{path.stem}.json").read_text())
+        assert metrics, f"{path.stem}.json is empty"
