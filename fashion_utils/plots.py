@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -52,6 +53,8 @@ def count_bar_chart(values: pd.Series, *, title: str, xlabel: str = "items",
     sns.barplot(x=counts.values, y=counts.index.astype(str), ax=ax, color="#4C72B0")
     for i, v in enumerate(counts.values):
         ax.text(v, i, f" {v:,}", va="center", fontsize=9)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.locator_params(axis="x", nbins=5)
     ax.set(title=title, xlabel=xlabel, ylabel=values.name or "")
     return ax
 
