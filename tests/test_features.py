@@ -148,3 +148,39 @@ def test_align_features_orders_rows_and_names_missing_ids():
     np.testing.assert_array_equal(features.align_features(["c", "a"], ids, feats), feats[[2, 0]])
     with pytest.raises(ValueError, match="zz"):
         features.align_features(["a", "zz"], ids, feats)
+
+
+def _photo(path, size=(1200, 1600)):
+    """A smooth, photo-like JPEG (gradients and a few shapes) at a realistic size."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    arr = np.stack([255 * x / w, 255 * y / h, 128 + 100 * np.sin(x / 90) * np.cos(y / 70)], -1)
+    arr[h // 4: h // 2, w // 3: 2 * w // 3] = [240, 30, 60]
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, quality=90)
+    return str(path)
+
+
+@pytest.mark.parametrize("height, width, size, expected", [
+    (2400, 1800, 96, 8), (2400, 1800, 224, 8), (2400, 1800, 300, 4), (80, 60, 96, 1),
+    (800, 600, 96, 4), (28, 28, 28, 1)])
+def test_jpeg_scale_covers_the_target(height, width, size, expected):
+    index = int(features.jpeg_scale_index(height, width, image_size=size))
+    ratio = features.JPEG_SCALES[index]
+    assert ratio == expected
+    assert height // ratio >= size or ratio == 1
+
+
+def test_dct_scaled_decode_matches_full_decode(tmp_path):
+    import tensorflow as tf
+
+    path = _photo(tmp_path / "big.jpg")
+    data = tf.io.read_file(path)
+    fast = features.decode_image_tensor(data, image_size=96).numpy()
+    full = tf.image.resize(tf.io.decode_jpeg(data, channels=3), [96, 96], antialias=True).numpy()
+    assert fast.shape == full.shape == (96, 96, 3)
+    assert np.abs(fast - full).mean() < 2.0  # of 255
+    assert np.abs(fast - full).max() < 40
+    from fashion_utils.data import read_image_rgb
+
+    pil_fast = read_image_rgb(path, size=96).astype(np.float32)
+    assert np.abs(pil_fast - full).mean() < 3.0
