@@ -1,0 +1,477 @@
+"""Fine-tuning the backbone under the tuned head, and the cost of the original training style.
+
+- :func:`fine_tune` puts a trained head on the backbone (``models.build_end_to_end_model``,
+  so the saved ``.keras`` file carries its class names and works with
+  ``models.predict_images``), unfreezes all of the backbone or its top N blocks — BatchNorm
+  layers stay frozen (``trainable = False`` on each: calling the backbone with
+  ``training=False`` was measured *not* to keep them frozen in Keras 3.15) — and trains on
+  images streamed from their files with ``tf.data``, the augmentation pipeline of notebook 02
+  (``sampling.make_augmenter``), a lower learning rate with a warm-up + cosine schedule, early
+  stopping on validation, an optional wall-clock budget and optional ``mixed_bfloat16``.
+- :func:`seed_style_epoch_vs_cached` times one training epoch the original way (frozen
+  backbone inside the trained model: every image goes through it every epoch) against one
+  epoch of the same head on cached features.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+import keras
+
+from fashion_utils import config
+
+__all__ = ["FineTuneResult", "backbone_blocks", "fine_tune", "labelled_image_dataset",
+           "predict_paths", "seed_style_epoch_vs_cached", "set_backbone_trainable"]
+
+SCHEDULES = ("cosine", "constant")
+_BLOCK_PATTERN = re.compile(r"^(block\d+[a-z]?|conv\d+_block\d+|conv\d+|stem|top)(?:_|$)")
+
+
+def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
+    return int(value)
+
+
+def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and \
+        math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number. "
+                         f"Received: {name}={value!r}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------- data
+
+
+def labelled_image_dataset(paths: Sequence[str], labels: Sequence[int] | np.ndarray, *,
+                           image_size: int, batch_size: int, shuffle: bool = False,
+                           seed: int = config.SEED, augmenter: Callable | None = None,
+                           cache: bool = False):
+    """``(images, labels)`` batches streamed from image files with ``tf.data``.
+
+    Args:
+        paths: image files (any JPEG/PNG; decoded to RGB float 0–255, resized to the square).
+        labels: integer class indices, one per path.
+        image_size: side of the square images.
+        batch_size: images per batch.
+        shuffle: reshuffle the file order every epoch (seeded).
+        seed: shuffling seed.
+        augmenter: a callable run on each batch with ``training=True`` (e.g.
+            ``sampling.make_augmenter()``); ``None`` for none.
+        cache: keep the decoded, resized images in memory (as uint8) after the first epoch.
+
+    Returns:
+        A ``tf.data.Dataset``.
+    """
+    import tensorflow as tf
+
+    from fashion_utils.features import decode_image_tensor
+
+    paths = [os.fspath(p) for p in paths]
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(paths) != len(labels) or not paths:
+        raise ValueError(f"paths and labels must be non-empty and of equal length. Received: "
+                         f"{len(paths)} paths and {len(labels)} labels")
+    image_size = _positive_int("image_size", image_size, minimum=8)
+    batch_size = _positive_int("batch_size", batch_size)
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths), tf.constant(labels)))
+
+    def decode(path, label):
+        image = decode_image_tensor(tf.io.read_file(path), image_size=image_size)
+        return (tf.cast(tf.round(image), tf.uint8) if cache else image), label
+
+    if cache:
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        if shuffle:
+            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    else:
+        if shuffle:
+            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size)
+    if augmenter is not None:
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def predict_paths(model: keras.Model, paths: Sequence[str], *, image_size: int,
+                  batch_size: int = 256) -> np.ndarray:
+    """Class probabilities of a model for image files, streamed (e.g. the test set).
+
+    Returns:
+        A float32 ``(len(paths), num_classes)`` array.
+    """
+    ds = labelled_image_dataset(paths, np.zeros(len(paths), dtype=np.int64), image_size=image_size,
+                                batch_size=batch_size).map(lambda x, y: x)
+    return np.asarray(model.predict(ds, verbose=0), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------- trainability
+
+
+def backbone_blocks(backbone: keras.Model) -> list[tuple[str, list[keras.layers.Layer]]]:
+    """The backbone's weighted blocks, input to output: ``[(block name, layers), ...]``.
+
+    Blocks are named by layer-name prefix, as Keras and our Lite0 name them: ``stem``,
+    ``block1a`` … ``block7a``, ``top`` (EfficientNet), ``block1`` … (VGG), ``conv2_block1``
+    … (ResNet). Layers without weights (rescaling, pooling) belong to no block.
+    """
+    order: list[str] = []
+    groups: dict[str, list[keras.layers.Layer]] = {}
+    for layer in backbone.layers:
+        match = _BLOCK_PATTERN.match(layer.name)
+        if not match or not layer.weights:
+            continue
+        name = match.group(1)
+        if name not in groups:
+            order.append(name)
+            groups[name] = []
+        groups[name].append(layer)
+    return [(name, groups[name]) for name in order]
+
+
+def set_backbone_trainable(backbone: keras.Model, *, unfreeze: str | int = "all") -> dict[str, Any]:
+    """Unfreeze all of a backbone or its top ``unfreeze`` blocks; BatchNorm stays frozen.
+
+    Args:
+        backbone: a functional backbone (see :func:`backbone_blocks`).
+        unfreeze: ``"all"``, or the number of blocks to unfreeze counted from the output
+            (``top`` counts as one block; 0 freezes the whole backbone).
+
+    Returns:
+        ``{"blocks": total, "unfrozen_blocks": [names], "frozen_batchnorm": count,
+        "trainable_params": count}``.
+    """
+    blocks = backbone_blocks(backbone)
+    if unfreeze == "all":
+        chosen = [name for name, _ in blocks]
+    else:
+        n = _positive_int("unfreeze", unfreeze, minimum=0) if not isinstance(unfreeze, str) else None
+        if n is None or n > len(blocks):
+            raise ValueError(f"unfreeze must be 'all' or an integer in [0, {len(blocks)}] (the "
+                             f"backbone's blocks). Received: unfreeze={unfreeze!r}")
+        chosen = [name for name, _ in blocks[len(blocks) - n:]] if n else []
+    backbone.trainable = bool(chosen)
+    chosen_set = set(chosen)
+    in_block = {id(layer): name for name, layers in blocks for layer in layers}
+    frozen_bn = 0
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False  # inference-mode statistics while fine-tuning
+            frozen_bn += 1
+        else:
+            layer.trainable = unfreeze == "all" or in_block.get(id(layer)) in chosen_set
+    trainable = int(sum(np.prod(w.shape) for w in backbone.trainable_weights))
+    return {"blocks": len(blocks), "unfrozen_blocks": chosen, "frozen_batchnorm": frozen_bn,
+            "trainable_params": trainable}
+
+
+# ---------------------------------------------------------------------------------- fine-tuning
+
+
+@dataclass
+class FineTuneResult:
+    """What :func:`fine_tune` returns.
+
+    Attributes:
+        model: the end-to-end model (best validation epoch's weights).
+        model_path: where it was saved.
+        history: per-epoch ``loss, accuracy, val_loss, val_accuracy``.
+        epoch_seconds: wall time of each epoch (validation included).
+        seconds: wall time of the whole fit.
+        best_val_accuracy: the best epoch's validation accuracy.
+        settings: every option, JSON-able (for a comparison table).
+        trainable: :func:`set_backbone_trainable`'s summary.
+    """
+
+    model: keras.Model
+    model_path: Path
+    history: dict[str, list[float]]
+    epoch_seconds: list[float]
+    seconds: float
+    best_val_accuracy: float
+    settings: dict[str, Any] = field(default_factory=dict)
+    trainable: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """One JSON-able row: settings, epochs, seconds, best validation accuracy."""
+        median = round(float(np.median(self.epoch_seconds)), 1) if self.epoch_seconds else None
+        return {**self.settings, "epochs_run": len(self.epoch_seconds),
+                "seconds": round(self.seconds, 1), "seconds_per_epoch": median,
+                "best_val_accuracy": self.best_val_accuracy,
+                "trainable_params": self.trainable.get("trainable_params"),
+                "model_path": str(self.model_path)}
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Records each epoch's seconds; stops training before an epoch would pass ``max_seconds``."""
+
+    def __init__(self, max_seconds: float | None) -> None:
+        super().__init__()
+        self.max_seconds = max_seconds
+        self.seconds: list[float] = []
+        self.stopped_for_time = False
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._epoch_start)
+        if self.max_seconds is not None:
+            elapsed = time.perf_counter() - self._start
+            if elapsed + max(self.seconds) > self.max_seconds:
+                self.stopped_for_time = True
+                self.model.stop_training = True
+
+
+def _learning_rate(schedule: str, learning_rate: float, *, total_steps: int, warmup_steps: int):
+    if schedule == "constant":
+        return learning_rate
+    if warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=learning_rate / 10, decay_steps=max(1, total_steps - warmup_steps),
+            alpha=0.01, warmup_target=learning_rate, warmup_steps=warmup_steps)
+    return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps),
+                                                  alpha=0.01)
+
+
+def _save_atomically(model: keras.Model, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[str],
+              train_labels: Sequence[int], val_paths: Sequence[str], val_labels: Sequence[int],
+              class_names: Sequence[str], image_size: int, model_path: str | os.PathLike,
+              unfreeze: str | int = "all", epochs: int = 3, batch_size: int = 64,
+              learning_rate: float = 3e-4, schedule: str = "cosine", warmup_epochs: float = 0.2,
+              weight_decay: float = 0.0, augment: bool = True, erasing: float = 0.0,
+              augmenter: Callable | None = None, mixed_precision: bool = False,
+              patience: int = 2, max_seconds: float | None = None, cache_images: bool = False,
+              weights: str | None = "imagenet", seed: int = config.SEED,
+              verbose: int | str = "auto") -> FineTuneResult:
+    """Fine-tune the backbone with a trained head on top, from image files; save the model.
+
+    Args:
+        head: a trained head taking the backbone's pooled features (it is copied, not changed).
+        backbone_name: e.g. ``"efficientnet_lite0"`` (``backbones.load_backbone``).
+        train_paths, train_labels: training images and integer labels.
+        val_paths, val_labels: validation images and labels (early stopping, best weights).
+        class_names: one per head output; stored in the saved model.
+        image_size: square input side (32–96 px is what 2 CPU cores afford).
+        model_path: the ``.keras`` file to write (atomically).
+        unfreeze: ``"all"`` or the number of top blocks (see :func:`set_backbone_trainable`).
+        epochs: most epochs.
+        batch_size: images per step.
+        learning_rate: peak learning rate (lower than for the head: e.g. 3e-4 with Adam).
+        schedule: ``"cosine"`` (linear warm-up from lr/10, then cosine decay to lr/100 at the
+            last planned step) or ``"constant"``.
+        warmup_epochs: warm-up length in epochs (may be fractional; cosine only).
+        weight_decay: > 0 uses AdamW with this decay instead of Adam.
+        augment: apply the augmentation pipeline (``sampling.make_augmenter(seed=seed)``
+            unless ``augmenter`` is given) to training batches.
+        erasing: > 0 adds ``keras.layers.RandomErasing(factor=erasing)`` to it.
+        augmenter: a custom batch augmenter (called with ``training=True``).
+        mixed_precision: build the backbone under ``mixed_bfloat16`` (head and output stay
+            float32).
+        patience: early-stopping patience in epochs (on ``val_accuracy``).
+        max_seconds: stop after the epoch that would let the next one end past this budget.
+        cache_images: keep decoded training/validation images in memory after epoch 1.
+        weights: ``"imagenet"`` or ``None`` (random backbone, for tests).
+        seed: weights, shuffling and augmentation seed.
+        verbose: Keras verbosity.
+
+    Returns:
+        A :class:`FineTuneResult`.
+    """
+    from fashion_utils.backbones import load_backbone
+    from fashion_utils.models import build_end_to_end_model
+
+    epochs = _positive_int("epochs", epochs)
+    batch_size = _positive_int("batch_size", batch_size)
+    learning_rate = _positive_float("learning_rate", learning_rate)
+    warmup_epochs = _positive_float("warmup_epochs", warmup_epochs, allow_zero=True)
+    weight_decay = _positive_float("weight_decay", weight_decay, allow_zero=True)
+    erasing = _positive_float("erasing", erasing, allow_zero=True)
+    patience = _positive_int("patience", patience)
+    if max_seconds is not None:
+        max_seconds = _positive_float("max_seconds", max_seconds)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {list(SCHEDULES)}. Received: schedule={schedule!r}")
+    if head.output_shape[-1] != len(class_names):
+        raise ValueError(f"The head has {head.output_shape[-1]} outputs but {len(class_names)} class "
+                         f"names were given. Received: class_names={list(class_names)!r}")
+    model_path = Path(model_path)
+    if model_path.suffix != ".keras":
+        raise ValueError(f"model_path must end with .keras. Received: model_path={str(model_path)!r}")
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    previous_policy = keras.config.dtype_policy()
+    try:
+        if mixed_precision:
+            keras.config.set_dtype_policy("mixed_bfloat16")
+        backbone = load_backbone(backbone_name, image_size=image_size, weights=weights)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    head_copy = keras.models.clone_model(head)
+    head_copy.set_weights(head.get_weights())
+    model = build_end_to_end_model(backbone, head_copy, class_names=class_names,
+                                   image_size=image_size, name=f"{backbone_name}_finetuned")
+    trainable = set_backbone_trainable(backbone, unfreeze=unfreeze)
+    head_copy.trainable = True
+
+    if augment and augmenter is None:
+        from fashion_utils.sampling import make_augmenter
+
+        augmenter = make_augmenter(seed=seed)
+    if augment and erasing:
+        augmenter = keras.Sequential([augmenter, keras.layers.RandomErasing(
+            factor=erasing, value_range=(0, 255), seed=seed + 7, name="erasing")],
+            name="augmentation_with_erasing")
+    train = labelled_image_dataset(train_paths, train_labels, image_size=image_size,
+                                   batch_size=batch_size, shuffle=True, seed=seed,
+                                   augmenter=augmenter if augment else None, cache=cache_images)
+    val = labelled_image_dataset(val_paths, val_labels, image_size=image_size,
+                                 batch_size=max(batch_size, 256), cache=cache_images)
+
+    steps = math.ceil(len(train_paths) / batch_size)
+    lr = _learning_rate(schedule, learning_rate, total_steps=steps * epochs,
+                        warmup_steps=int(round(warmup_epochs * steps)) if schedule == "cosine" else 0)
+    optimizer = (keras.optimizers.AdamW(lr, weight_decay=weight_decay) if weight_decay
+                 else keras.optimizers.Adam(lr))
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    timer = _EpochTimer(max_seconds)
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
+                                         restore_best_weights=True)
+    start = time.perf_counter()
+    history = model.fit(train, validation_data=val, epochs=epochs, callbacks=[timer, stop],
+                        shuffle=False, verbose=verbose)  # the dataset reshuffles itself
+    seconds = time.perf_counter() - start
+    _save_atomically(model, model_path)
+    hist = {k: [float(v) for v in values] for k, values in history.history.items()}
+    settings = {"backbone": backbone_name, "image_size": int(image_size), "unfreeze": unfreeze,
+                "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                "schedule": schedule, "warmup_epochs": warmup_epochs, "weight_decay": weight_decay,
+                "augment": bool(augment), "erasing": erasing, "mixed_precision": bool(mixed_precision),
+                "patience": patience, "max_seconds": max_seconds,
+                "stopped_for_time": timer.stopped_for_time, "train_images": len(train_paths),
+                "val_images": len(val_paths), "seed": seed}
+    return FineTuneResult(model=model, model_path=model_path, history=hist,
+                          epoch_seconds=[round(s, 2) for s in timer.seconds], seconds=seconds,
+                          best_val_accuracy=max(hist.get("val_accuracy", [float("nan")])),
+                          settings=settings, trainable=trainable)
+
+
+# ---------------------------------------------------------------------------------- original-style cost
+
+
+def seed_style_epoch_vs_cached(image_paths: Sequence[str], labels: Sequence[int],
+                               features: np.ndarray, *, num_classes: int, backbone_name: str,
+                               image_size: int, val_paths: Sequence[str] | None = None,
+                               val_features: np.ndarray | None = None,
+                               val_labels: Sequence[int] | None = None,
+                               units: Sequence[int] = (50, 20), batch_size: int = 32,
+                               learning_rate: float = 1e-3, weights: str | None = "imagenet",
+                               seed: int = config.SEED) -> dict[str, Any]:
+    """Time one training epoch the original way against one epoch on cached features.
+
+    Seed-style: ``image → frozen backbone → head`` trained as one model, images streamed from
+    their files through the backbone every epoch. Cached: the same head (same architecture,
+    same initial weights) trained on ``features`` (the backbone's output for the same images,
+    e.g. from ``features.extract_features``). Each side first trains on one or two batches
+    untimed, so tracing is not counted; then one full epoch is timed. Use a subset of a few
+    thousand images: the ratio hardly depends on the count.
+
+    Args:
+        image_paths, labels: the training images and their integer labels.
+        features: ``(len(image_paths), D)`` cached features of those images, in order.
+        num_classes: number of classes.
+        backbone_name, image_size, weights: the backbone (as for feature extraction).
+        val_paths, val_features, val_labels: optional validation side: both models are scored
+            on it after their epoch (not timed).
+        units: hidden layers of the head (the original: 50, 20).
+        batch_size, learning_rate: the original's Adam settings.
+        seed: weights and shuffling seed.
+
+    Returns:
+        ``{"seed_style_s", "cached_s", "ratio", "images", "image_size", "batch_size",
+        "seed_style_val_accuracy", "cached_val_accuracy"}`` (accuracies ``None`` without a
+        validation side).
+    """
+    from fashion_utils.backbones import load_backbone
+    from fashion_utils.models import build_classifier_head, compile_classifier
+
+    features = np.asarray(features, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    if not (len(image_paths) == len(labels) == len(features)) or not len(labels):
+        raise ValueError(f"image_paths, labels and features must be non-empty and of equal length. "
+                         f"Received: {len(image_paths)}, {len(labels)} and {len(features)}")
+    has_val = val_paths is not None
+    if has_val and (val_features is None or val_labels is None
+                    or not len(val_paths) == len(val_labels) == len(val_features)):
+        raise ValueError("val_paths, val_features and val_labels go together, of equal length.")
+    batch_size = _positive_int("batch_size", batch_size)
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    backbone = load_backbone(backbone_name, image_size=image_size, weights=weights)
+    if backbone.output_shape[-1] != features.shape[1]:
+        raise ValueError(f"The backbone gives {backbone.output_shape[-1]} features but the cached "
+                         f"features have {features.shape[1]}.")
+    backbone.trainable = False
+    head_cached = build_classifier_head(features.shape[1], num_classes, units=units, name="head_cached")
+    head_seed = build_classifier_head(features.shape[1], num_classes, units=units, name="head_seed")
+    head_seed.set_weights(head_cached.get_weights())
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
+    seed_model = keras.Model(inputs, head_seed(backbone(inputs)), name="seed_style_classifier")
+    compile_classifier(seed_model, learning_rate=learning_rate)
+    compile_classifier(head_cached, learning_rate=learning_rate)
+
+    # Warm-up (untimed): a full and, if the epoch ends with one, a partial batch, so that the
+    # timed epoch traces nothing new.
+    warm = min(len(labels), batch_size + len(labels) % batch_size)
+    images = labelled_image_dataset(image_paths, labels, image_size=image_size,
+                                    batch_size=batch_size, shuffle=True, seed=seed)
+    seed_model.fit(labelled_image_dataset(image_paths[:warm], labels[:warm], image_size=image_size,
+                                          batch_size=batch_size), epochs=1, shuffle=False, verbose=0)
+    start = time.perf_counter()
+    seed_model.fit(images, epochs=1, shuffle=False, verbose=0)
+    seed_s = time.perf_counter() - start
+
+    head_cached.fit(features[:warm], labels[:warm], batch_size=batch_size, epochs=1, shuffle=False,
+                    verbose=0)
+    start = time.perf_counter()
+    head_cached.fit(features, labels, batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
+    cached_s = time.perf_counter() - start
+
+    seed_acc = cached_acc = None
+    if has_val:
+        val_labels = np.asarray(val_labels, dtype=np.int64)
+        seed_pred = predict_paths(seed_model, val_paths, image_size=image_size).argmax(axis=1)
+        seed_acc = float(np.mean(seed_pred == val_labels))
+        cached_pred = head_cached.predict(np.asarray(val_features, np.float32), verbose=0).argmax(axis=1)
+        cached_acc = float(np.mean(cached_pred == val_labels))
+    return {"seed_style_s": round(seed_s, 3), "cached_s": round(cached_s, 4),
+            "ratio": round(seed_s / max(cached_s, 1e-9), 1), "images": int(len(labels)),
+            "image_size": int(image_size), "batch_size": batch_size, "backbone": backbone_name,
+            "seed_style_val_accuracy": seed_acc, "cached_val_accuracy": cached_acc}

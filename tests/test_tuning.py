@@ -1,0 +1,441 @@
+"""Tuning: the search space, tuners that resume, retraining, seeds, distributed search, fine-tuning.
+
+Everything runs on tiny synthetic features (a few hundred points, 8 dimensions), so a trial
+takes about a second; the distributed test starts real chief and worker processes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from fashion_utils import tuning
+
+DIM, CLASSES = 8, 3
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Separable Gaussian blobs standing in for cached features."""
+    return tuning.synthetic_search_data(n=160, dim=DIM, num_classes=CLASSES, seed=0)
+
+
+@pytest.fixture
+def hypermodel():
+    return tuning.make_hypermodel(DIM, CLASSES, seed=1)
+
+
+def _search(tmp_path, hypermodel, data, *, kind="random", project="search", overwrite=False,
+            max_trials=1, max_epochs=2, epochs=2, callbacks=()):
+    tuner = tuning.make_tuner(kind, hypermodel, directory=tmp_path, project_name=project,
+                              max_trials=max_trials, max_epochs=max_epochs, factor=3, seed=3,
+                              overwrite=overwrite)
+    return tuning.run_search(tuner, data["x_train"], data["y_train"], data["x_val"], data["y_val"],
+                             epochs=epochs, patience=1, callbacks=list(callbacks))
+
+
+# ---------------------------------------------------------------------------------- the space
+
+
+def test_wide_space_contains_the_original_space(hypermodel):
+    space = tuning.search_space(hypermodel)
+    original = tuning.original_search_space()["space"]
+    assert set(original["units_0"]) <= set(space["units_0"]["values"])
+    assert set(original["learning_rate"]) <= set(space["learning_rate"]["values"])
+    # ... and widens it as the original study suggested.
+    assert (space["dense_layers"]["min"], space["dense_layers"]["max"]) == (1, 3)
+    for i in range(3):
+        units = space[f"units_{i}"]["values"]
+        assert (min(units), max(units)) == (16, 512)
+    assert (space["dropout"]["min"], space["dropout"]["max"]) == (0.0, 0.5)
+    assert set(space["optimizer"]["values"]) == {"adam", "sgd", "rmsprop"}
+    assert 10 in space["batch_size"]["values"] and len(space["batch_size"]["values"]) > 1
+    assert 0.0 in space["l2"]["values"] and max(space["l2"]["values"]) > 0
+
+
+def test_original_space_is_the_original_search():
+    search = tuning.original_search_space()
+    assert (search["kind"], search["max_trials"], search["epochs"]) == ("random", 6, 5)
+    space = tuning.search_space(tuning.make_hypermodel(DIM, CLASSES, space="original"))
+    assert space["units_0"]["values"] == [20, 40, 50]
+    assert space["learning_rate"]["values"] == [1e-2, 1e-3, 1e-4]
+    assert space["batch_size"]["values"] == [10]  # the original study's batch size
+
+
+def test_every_original_configuration_is_in_the_wide_space(hypermodel):
+    grid = itertools.product((20, 40, 50), (1e-2, 1e-3, 1e-4))
+    configs = [tuning.hyperparameters_from_values(
+        hypermodel, {**tuning.BASELINE_VALUES, "units_0": u, "learning_rate": lr}) for u, lr in grid]
+    assert len(configs) == 9
+    model = hypermodel(configs[-1])  # the last one, built: Dense(50)-Dense(20)-softmax, Adam 1e-4
+    dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense == [50, 20, CLASSES]
+    assert math.isclose(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)), 1e-4,
+                        rel_tol=1e-6)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+
+
+def test_baseline_is_the_50_20_head_with_adam(hypermodel):
+    model = hypermodel(tuning.baseline_hyperparameters(hypermodel))
+    dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense == [50, 20, CLASSES]
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
+
+
+@pytest.mark.parametrize("values, match", [
+    ({"units_0": 17}, "units_0 must be one of"),
+    ({"dropout": 0.9}, r"dropout must be in \[0.0, 0.5\]"),
+    ({"momentum": 0.9}, "'momentum' is not a hyperparameter"),
+])
+def test_values_outside_the_space_are_refused(hypermodel, values, match):
+    with pytest.raises(ValueError, match=match):
+        tuning.hyperparameters_from_values(hypermodel, values)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"input_dim": 0}, "input_dim must be an integer >= 1"),
+    ({"num_classes": 1}, "num_classes must be an integer >= 2"),
+    ({"space": "huge"}, "space must be one of"),
+])
+def test_make_hypermodel_validates(kwargs, match):
+    args = {"input_dim": DIM, "num_classes": CLASSES, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        tuning.make_hypermodel(args.pop("input_dim"), args.pop("num_classes"), **args)
+
+
+def test_every_build_clears_the_session_and_is_seeded(hypermodel, monkeypatch):
+    calls = []
+    original = keras.backend.clear_session
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: (calls.append(1), original())[1])
+    hp = tuning.baseline_hyperparameters(hypermodel)
+    calls.clear()
+    first, second = hypermodel(hp).get_weights(), hypermodel(hp).get_weights()
+    assert len(calls) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
+def test_fit_uses_the_tuned_batch_size(hypermodel, data):
+    hp = tuning.hyperparameters_from_values(hypermodel, {**tuning.BASELINE_VALUES, "batch_size": 64})
+    history = hypermodel.fit(hp, hypermodel(hp), data["x_train"], data["y_train"], epochs=1,
+                             batch_size=7, verbose=0)
+    assert history.params["steps"] == math.ceil(len(data["x_train"]) / 64)
+    assert hypermodel.epochs_trained == 1
+
+
+def test_active_values_drop_unused_layers_and_bookkeeping():
+    values = {"dense_layers": 1, "units_0": 64, "units_1": 20, "units_2": 16, "tuner/epochs": 3,
+              "optimizer": "sgd"}
+    assert tuning.active_values(values) == {"dense_layers": 1, "units_0": 64, "optimizer": "sgd"}
+
+
+# ---------------------------------------------------------------------------------- tuners
+
+
+@pytest.mark.parametrize("kind, kwargs, match", [
+    ("grid", {"max_trials": 2}, "kind must be one of"),
+    ("random", {}, "needs max_trials"),
+    ("bayesian", {"max_trials": 0}, "max_trials must be an integer >= 1"),
+    ("hyperband", {}, "needs max_epochs"),
+    ("random", {"max_trials": 2, "project_name": "a/b"}, "project_name must be a plain folder name"),
+])
+def test_make_tuner_validates(tmp_path, hypermodel, kind, kwargs, match):
+    kwargs = {"project_name": "p", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        tuning.make_tuner(kind, hypermodel, directory=tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize("kind", [
+    "random",
+    pytest.param("bayesian", marks=pytest.mark.slow),  # same code path, another oracle
+    pytest.param("hyperband", marks=pytest.mark.slow),  # 2 trials of 1-2 epochs: ~10 s
+])
+def test_each_tuner_searches_on_validation_accuracy(tmp_path, hypermodel, data, kind):
+    result = _search(tmp_path, hypermodel, data, kind=kind, project=kind)
+    summary = result.summary
+    assert result.tuner.oracle.objective.name == "val_accuracy"
+    assert result.tuner.oracle.objective.direction == "max"
+    expected = tuning.hyperband_budget(2, factor=3)["trials"] if kind == "hyperband" else 1
+    assert summary["trials"] == summary["completed_trials"] == expected
+    assert summary["best_val_accuracy"] == pytest.approx(result.trials["val_accuracy"].max())
+    assert 0.0 <= summary["best_val_accuracy"] <= 1.0
+    assert 1 <= summary["best_epochs"] <= 2
+    assert len(result.trials) == summary["trials"] and result.trials["val_accuracy"].notna().all()
+    assert set(summary["best_hyperparameters"]) >= {"dense_layers", "units_0", "learning_rate"}
+    assert list(result.trials["order"]) == sorted(result.trials["order"])
+    json.dumps(summary)  # JSON-able, for the metrics file
+
+
+def test_a_finished_search_is_reloaded_not_rerun(tmp_path, hypermodel, data):
+    first = _search(tmp_path, hypermodel, data)
+    assert (first.summary["new_trials"], first.summary["trials"], first.summary["runs"]) == (1, 1, 1)
+    again = _search(tmp_path, hypermodel, data)
+    assert (again.summary["new_trials"], again.summary["trials"], again.summary["runs"]) == (0, 1, 2)
+    assert again.summary["best_hyperparameters"] == first.summary["best_hyperparameters"]
+    assert again.summary["wall_time_s"] >= first.summary["wall_time_s"]
+    fresh = _search(tmp_path, hypermodel, data, overwrite=True)
+    assert (fresh.summary["new_trials"], fresh.summary["runs"]) == (1, 1)
+
+
+class _InterruptOnSecondTrial(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt in the first epoch of the second trial (as Ctrl-C would)."""
+
+    trials_begun = 0  # class attribute: KerasTuner deep-copies callbacks per trial
+
+    def on_train_begin(self, logs=None):
+        type(self).trials_begun += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if type(self).trials_begun == 2:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_search_resumes_where_it_stopped(tmp_path, hypermodel, data):
+    _InterruptOnSecondTrial.trials_begun = 0
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path, hypermodel, data, max_trials=2, callbacks=[_InterruptOnSecondTrial()])
+    resumed = _search(tmp_path, hypermodel, data, max_trials=2)
+    # Trial 0 was done and is kept; only trial 1 (interrupted) runs again.
+    assert resumed.summary["new_trials"] == 1
+    assert resumed.summary["runs"] == 2  # the interrupted run's time is counted
+    assert resumed.summary["completed_trials"] == 2
+    assert sorted(resumed.trials["trial_id"]) == ["0", "1"]
+
+
+def test_plot_trials_draws_one_line_per_tuner():
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    table = pd.DataFrame({"trial_id": ["0", "1", "2", "3"], "order": [0, 1, 2, 3],
+                          "status": ["COMPLETED", "FAILED", "COMPLETED", "COMPLETED"],
+                          "val_accuracy": [0.5, np.nan, 0.4, 0.7]})
+    ax = tuning.plot_trials({"random": table, "hyperband": table.iloc[:1]})
+    assert len(ax.lines) == 4  # per-trial and best-so-far, for each tuner
+    assert list(ax.lines[0].get_ydata()) == [0.5, 0.4, 0.7]  # failed trials are not drawn
+    assert list(ax.lines[1].get_ydata()) == [0.5, 0.5, 0.7]
+
+
+def test_hyperband_budget_grows_with_max_epochs():
+    small, large = tuning.hyperband_budget(3), tuning.hyperband_budget(27)
+    assert 0 < small["trials"] < large["trials"] and 0 < small["epochs"] < large["epochs"]
+    with pytest.raises(ValueError, match="max_epochs must be an integer >= 2"):
+        tuning.hyperband_budget(1)
+
+
+# ---------------------------------------------------------------------------------- retraining
+
+
+def test_retrain_best_trains_on_train_and_validation(hypermodel, data):
+    hp = tuning.hyperparameters_from_values(hypermodel, {**tuning.BASELINE_VALUES, "batch_size": 32})
+    model = tuning.retrain_best(hypermodel, hp, data["x_train"], data["y_train"], data["x_val"],
+                                data["y_val"], epochs=1, seed=0)
+    n = len(data["x_train"]) + len(data["x_val"])
+    assert model.history.params["steps"] == math.ceil(n / 32)
+    assert len(model.history.epoch) == 1
+    assert "val_accuracy" not in model.history.history  # nothing held out any more
+    with pytest.raises(ValueError, match="x_val and y_val must be non-empty and of equal length"):
+        tuning.retrain_best(hypermodel, hp, data["x_train"], data["y_train"], data["x_val"],
+                            data["y_val"][:-1], epochs=1)
+
+
+@pytest.mark.slow  # three trainings: ~6-15 s
+def test_multi_seed_reports_mean_and_spread(hypermodel, data):
+    hp = tuning.baseline_hyperparameters(hypermodel)
+    result = tuning.multi_seed(hypermodel, hp, data["x_train"], data["y_train"], data["x_val"],
+                               data["y_val"], seeds=(0, 1, 2), epochs=1)
+    assert len(result["accuracy"]) == len(result["macro_f1"]) == 3
+    assert result["accuracy_mean"] == pytest.approx(np.mean(result["accuracy"]))
+    assert result["accuracy_std"] == pytest.approx(np.std(result["accuracy"], ddof=1))
+    assert all(0.0 <= a <= 1.0 for a in result["accuracy"])
+    with pytest.raises(ValueError, match="at least 3 distinct seeds"):
+        tuning.multi_seed(hypermodel, hp, data["x_train"], data["y_train"], data["x_val"],
+                          data["y_val"], seeds=(0, 1), epochs=1)
+
+
+# ---------------------------------------------------------------------------------- search data
+
+
+def test_search_data_round_trips_through_npz(tmp_path, data):
+    path = tuning.save_search_data(data, tmp_path / "d.npz")
+    back = tuning.read_search_data(path)
+    for key in ("x_train", "y_train", "x_val", "y_val"):
+        np.testing.assert_array_equal(back[key], data[key])
+    assert back["class_names"] == data["class_names"] and back["source"] == data["source"]
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically, nothing left behind
+
+
+def test_load_search_data_reads_train_and_val_from_the_feature_cache(tiny_kaggle_dir, output_root):
+    from fashion_utils import config, features
+    from fashion_utils.data import load_catalog
+
+    catalog, _ = load_catalog(tiny_kaggle_dir, check_images=False)
+
+    def factory():
+        inputs = keras.Input((None, None, 3))
+        return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+
+    features.extract_embeddings(catalog["id"], catalog["image_path"], model_factory=factory,
+                                model_key="efficientnet_lite0", image_size=32,
+                                cache_dir=config.get_paths(tiny_kaggle_dir).features, progress=False)
+    loaded = tuning.load_search_data(tiny_kaggle_dir, target="masterCategory", image_size=32)
+    assert loaded["class_names"] == sorted(catalog["masterCategory"].unique())
+    assert loaded["x_train"].shape[1] == 3 and len(loaded["x_train"]) == len(loaded["y_train"])
+    assert len(loaded["x_val"]) >= 1 and loaded["missing"] == {"train": 0, "val": 0}
+    assert len(loaded["x_train"]) + len(loaded["x_val"]) < len(catalog)  # the test side stays out
+
+
+def test_load_search_data_prefers_the_study_sample(tiny_kaggle_dir, output_root):
+    """Rows and labels come from notebook 02's study sample when there is one (as in 03)."""
+    from fashion_utils import config, features, sampling
+    from fashion_utils.data import load_catalog
+
+    catalog, _ = load_catalog(tiny_kaggle_dir, check_images=False)
+    sample = catalog[["id", "image_path", "masterCategory"]].copy()
+    sample["split"] = ["train", "train", "val", "test"] * (len(sample) // 4)
+    sample["source_id"] = sample["id"]
+    sample["augmented"] = False
+    paths = config.get_paths(tiny_kaggle_dir)
+    sampling.save_study_sample(sample, paths, target="masterCategory")
+
+    def factory():
+        inputs = keras.Input((None, None, 3))
+        return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+
+    # The cache lacks one validation row: it is counted as missing, not dropped silently.
+    cached = sample[sample["id"] != sample.loc[sample["split"] == "val", "id"].iloc[0]]
+    features.extract_embeddings(cached["id"], cached["image_path"], model_factory=factory,
+                                model_key="efficientnet_lite0", image_size=32,
+                                cache_dir=paths.features, progress=False)
+    loaded = tuning.load_search_data(tiny_kaggle_dir, target="masterCategory", image_size=32)
+    assert "study sample" in loaded["source"]
+    assert (len(loaded["x_train"]), len(loaded["x_val"])) == (12, 5)
+    assert loaded["missing"] == {"train": 0, "val": 1}
+
+
+def test_load_search_data_without_a_cache_says_so(tiny_kaggle_dir, output_root):
+    with pytest.raises(FileNotFoundError, match="No finished 'efficientnet_lite0' feature cache"):
+        tuning.load_search_data(tiny_kaggle_dir)
+
+
+# ---------------------------------------------------------------------------------- command line
+
+
+def test_export_data_writes_synthetic_arrays(tmp_path, capsys):
+    out = tmp_path / "search.npz"
+    assert tuning.main(["export-data", "--synthetic", "--out", str(out)]) == 0
+    assert "synthetic" in capsys.readouterr().out
+    assert tuning.read_search_data(out)["x_train"].ndim == 2
+
+
+def test_chief_and_worker_need_the_kerastuner_environment(tmp_path, monkeypatch, data):
+    path = tuning.save_search_data(data, tmp_path / "d.npz")
+    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit, match="Set KERASTUNER_TUNER_ID"):
+        tuning.main(["worker", "--data-file", str(path), "--directory", str(tmp_path)])
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "1")
+    with pytest.raises(SystemExit, match="does not fit the role 'chief'"):
+        tuning.main(["chief", "--data-file", str(path), "--directory", str(tmp_path)])
+
+
+# ---------------------------------------------------------------------------------- distributed
+
+
+@pytest.mark.slow  # three Python processes importing TensorFlow on 2 cores: ~30-60 s
+def test_distributed_search_survives_a_killed_worker(tmp_path, data):
+    """A chief and two workers on 127.0.0.1 share one search; one worker is killed mid-search."""
+    data_file = tuning.save_search_data(data, tmp_path / "search.npz")
+    max_trials = 6
+    search = tuning.launch_distributed(workers=2, data_file=data_file, directory=tmp_path / "dist",
+                                       max_trials=max_trials, epochs=2, patience=2, seed=5,
+                                       threads_per_worker=1)
+    with search:  # kills whatever still runs if anything below fails
+        deadline = time.monotonic() + 240
+        # Kill tuner1 once it has finished one trial and started another.
+        while len(search.assignments().get("tuner1", [])) < 2:
+            assert time.monotonic() < deadline, search.log_tail("chief")
+            assert search.workers["tuner1"].poll() is None, search.log_tail("tuner1")
+            time.sleep(0.05)
+        search.workers["tuner1"].kill()
+        summary = search.wait(timeout=max(10.0, deadline - time.monotonic()))
+
+    assignments = summary["assignments"]
+    assert set(assignments) == {"tuner0", "tuner1"}  # both workers ran trials
+    assert summary["exit_codes"]["tuner0"] == 0  # the survivor finished the search
+    assert summary["exit_codes"]["tuner1"] != 0
+    assert summary["exit_codes"]["chief"] == 0  # stopped cleanly, its oracle saved
+    # The chief's oracle holds every trial of both workers.
+    assert summary["trials"] == max_trials
+    assert sorted(t for ids in assignments.values() for t in ids) == sorted(
+        row["trial_id"] for row in summary["table"])
+    assert set(summary["lost_trials"]) <= set(assignments["tuner1"][-1:])
+    assert summary["completed_trials"] == max_trials - len(summary["lost_trials"])
+    # Each worker wrote its own trials, in its own folder.
+    for worker, ids in assignments.items():
+        folder = search.directory / "workers" / worker / search.project_name
+        assert {p.name for p in folder.glob("trial_*")} <= {f"trial_{i}" for i in ids}
+    finished = assignments["tuner0"]
+    assert {p.name for p in (search.directory / "workers" / "tuner0" / "distributed").glob("trial_*")} \
+        == {f"trial_{i}" for i in finished}
+    assert all(p.poll() is not None for p in [search.chief, *search.workers.values()])
+
+
+# ---------------------------------------------------------------------------------- fine-tuning
+
+
+def _block_backbone():
+    """A tiny backbone named like Lite0: stem, two blocks and top, each conv + BatchNorm."""
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = inputs
+    for block in ("stem", "block1a", "block2a", "top"):
+        x = keras.layers.Conv2D(4, 3, padding="same", name=f"{block}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"{block}_bn")(x)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="avg_pool")(x), name="tiny")
+
+
+def test_top_blocks_unfreeze_and_batchnorm_stays_frozen():
+    from fashion_utils import finetune
+
+    backbone = _block_backbone()
+    assert [name for name, _ in finetune.backbone_blocks(backbone)] == ["stem", "block1a", "block2a", "top"]
+    info = finetune.set_backbone_trainable(backbone, unfreeze=2)
+    assert info["unfrozen_blocks"] == ["block2a", "top"] and info["frozen_batchnorm"] == 4
+    trainable = {layer.name for layer in backbone.layers if layer.trainable and layer.weights}
+    assert trainable == {"block2a_conv", "top_conv"}
+    info = finetune.set_backbone_trainable(backbone, unfreeze="all")
+    assert {l.name for l in backbone.layers if l.trainable and l.weights} == {
+        f"{b}_conv" for b in ("stem", "block1a", "block2a", "top")}
+    assert not any(l.trainable for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization))
+    assert finetune.set_backbone_trainable(backbone, unfreeze=0)["trainable_params"] == 0
+    with pytest.raises(ValueError, match=r"unfreeze must be 'all' or an integer in \[0, 4\]"):
+        finetune.set_backbone_trainable(backbone, unfreeze=5)
+
+
+@pytest.mark.slow  # builds Lite0 (random weights) and trains it on images: ~20 s
+def test_fine_tune_saves_an_end_to_end_model(tmp_path, make_image):
+    from fashion_utils import finetune, models
+
+    colors = [(220, 30, 30), (30, 30, 220)]
+    paths = [str(make_image(tmp_path / "img" / f"{i}.png", color=colors[i % 2], seed=i, size=(28, 28)))
+             for i in range(24)]
+    labels = np.arange(24) % 2
+    head = models.build_classifier_head(1280, 2)
+    result = finetune.fine_tune(head, backbone_name="efficientnet_lite0", train_paths=paths[:16],
+                                train_labels=labels[:16], val_paths=paths[16:],
+                                val_labels=labels[16:], class_names=["red", "blue"], image_size=32,
+                                model_path=tmp_path / "ft.keras", unfreeze=2, epochs=1,
+                                batch_size=8, weights=None, erasing=0.3, verbose=0)
+    assert result.model_path.is_file() and len(result.epoch_seconds) == 1
+    assert result.trainable["unfrozen_blocks"] == ["block7a", "top"]
+    table = models.predict_images(result.model_path, paths[:3])
+    assert list(table.columns[-2:]) == ["red", "blue"]
+    json.dumps(result.summary())
