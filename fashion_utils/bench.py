@@ -37,6 +37,15 @@ README_END = "<!-- bench:end -->"
 
 
 def _peak_rss_mib() -> float:
+    """This process's own peak RSS (VmHWM). ``ru_maxrss`` would be wrong here: Linux carries it
+    over from the parent through fork and exec, so a light child reports its parent's peak."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -174,7 +183,22 @@ def bench_extraction(*, sizes=(32, 64, 96, 224), backbone: str = config.DEFAULT_
             "catalog_at_default_size": {"image_size": full_size, "runs": full}}
 
 
-SECTIONS: dict[str, Callable[..., dict]] = {"extraction": bench_extraction}
+def bench_scale(**kwargs: Any) -> dict:
+    """44k full-size Kaggle-layout products: loading, extraction, index (see ``scale.py``)."""
+    from fashion_utils import scale
+
+    return scale.bench_scale(**kwargs)
+
+
+def bench_recommender(**kwargs: Any) -> dict:
+    """Query latency of the exact index at 70k and of FAISS at 1M vectors (see ``recommend.py``)."""
+    from fashion_utils import recommend
+
+    return recommend.bench_recommender(**kwargs)
+
+
+SECTIONS: dict[str, Callable[..., dict]] = {"extraction": bench_extraction, "scale": bench_scale,
+                                            "recommender": bench_recommender}
 
 
 def machine_info() -> dict:
@@ -224,7 +248,13 @@ def update_readme(markdown: str, *, readme: Path | None = None, section: str = "
     readme.write_text(f"{head}{start}\n{markdown}\n{end}{tail}")
 
 
-MARKDOWN: dict[str, Callable[[dict], str]] = {"extraction": extraction_markdown}
+def _scale_markdown(result: dict) -> str:
+    from fashion_utils import scale
+
+    return scale.scale_markdown(result)
+
+
+MARKDOWN: dict[str, Callable[[dict], str]] = {"extraction": extraction_markdown, "scale": _scale_markdown}
 
 
 def main(argv=None) -> int:
