@@ -50,7 +50,7 @@ test-fast: setup
 
 ## Open JupyterLab on the notebooks
 lab: data
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## Open the recommendation explorer as a Voila dashboard
 explore: data

@@ -1,0 +1,226 @@
+"""The recommendation explorer in a real page: JupyterLab and Voilà, in headless Chromium.
+
+A Python-side widget test cannot see a widget manager that does not load, images that do not
+decode or a pick that never reaches the kernel. These tests start JupyterLab (then Voilà) from
+the venv on a free loopback port with a random token and throw-away Jupyter folders, open a
+tiny notebook written here (30 products, 3 classes; see ``browser_support``), run it, pick
+another product *in the page* and check that the query image and exactly five recommendation
+images are shown and decoded, with captions carrying the new scores and labels, which must be
+those the same index gives in this process. Screenshots go to ``reports/figures/``.
+
+Browser: Debian's ``chromium`` (``/usr/bin/chromium``) driven by Playwright with
+``executable_path``; Playwright's own browser download is never needed. Skipped (with the
+reason) when Chromium is missing; ``.ci/run`` installs it, so CI runs these.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from browser_support import (CHROMIUM_ARGS, K, KERNEL_STATUS_IDLE, NOTEBOOK_NAME, QUERY_PX, RESULT_PX,
+                             ExplorerNotebook, ServerProcess, captions_match, centre_pixel, find_chromium, image_report,
+                             wait_for_captions, write_explorer_notebook)
+from fashion_utils.config import PROJ_ROOT
+
+CHROMIUM = find_chromium()
+FIGURES = PROJ_ROOT / "reports" / "figures"
+PICK_ROW = 25  # a Sneaker: another class than the first product (a T-shirt)
+KERNEL_TIMEOUT_MS = 60_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium not found (/usr/bin/chromium; apt install chromium, "
+                                                "or set FASHION_CHROMIUM=/path/to/chromium)"),
+]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@dataclass
+class Servers:
+    """The test notebook and the two servers that show it."""
+
+    nb: ExplorerNotebook
+    lab: ServerProcess
+    voila: ServerProcess
+
+
+@pytest.fixture(scope="module")
+def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """Write the tiny notebook, then launch JupyterLab and Voilà on it at once.
+
+    Both boot in the background while the browser starts and the other test runs (a server
+    whose test is not selected is not launched); each test waits for its own server
+    (:meth:`ServerProcess.ensure_ready`). At the end both are stopped with their kernels, and
+    no process of theirs may be left.
+    """
+    root = tmp_path_factory.mktemp("explorer_nb")
+    nb = write_explorer_notebook(root)
+    homes = tmp_path_factory.mktemp("jupyter_homes")
+    lab = ServerProcess("lab", root=root, home=homes / "lab")
+    voila = ServerProcess("voila", root=root, home=homes / "voila", notebook=nb.notebook)
+    selected = {item.name for item in request.session.items}
+    try:
+        for server, test in ((lab, "test_explorer_in_jupyterlab"), (voila, "test_explorer_in_voila")):
+            if test in selected:
+                server.launch()
+        yield Servers(nb, lab, voila)
+    finally:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda server: server.stop(), (lab, voila)))
+    left = {s.kind: s.alive_children() for s in (lab, voila) if s.alive_children()}
+    assert not left, f"processes left running after the servers stopped: {left}"
+
+
+@pytest.fixture(scope="module")
+def browser(servers: Servers) -> Iterator[Any]:
+    """Headless Debian Chromium through Playwright (no Playwright browser download).
+
+    Depends on ``servers`` only so that the servers boot while Chromium starts.
+    """
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as err:  # a dev dependency: a missing one is a broken setup, not a skip
+        pytest.fail(f"playwright is not installed in this environment ({err}); pip install -e '.[dev]'")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+                                      timeout=60_000)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page (1280×1000); its uncaught page errors (but benign ResizeObserver ones) in ``page.errors``."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    pg.errors = []
+    pg.on("pageerror", lambda exc: None if "ResizeObserver loop" in str(exc) else pg.errors.append(str(exc)))
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+def _wait_explorer(page: Any, explorer_nb: ExplorerNotebook) -> list[Any]:
+    """Wait for the explorer and its first product's captions; returns those captions."""
+    page.locator(".fu-explorer").wait_for(state="visible", timeout=KERNEL_TIMEOUT_MS)
+    first = explorer_nb.expected(explorer_nb.start_id)
+    seen = wait_for_captions(page, first)
+    assert captions_match(seen, first), f"first product's captions: saw {seen}, expected {first}"
+    return seen
+
+
+def _check_after_pick(page: Any, explorer_nb: ExplorerNotebook, picked: str, before: list[Any]) -> None:
+    """Captions, query caption and images show ``picked`` and its k neighbours."""
+    expected = explorer_nb.expected(picked)
+    seen = wait_for_captions(page, expected)
+    assert captions_match(seen, expected), (f"after picking {picked}: captions {seen}, expected {expected} "
+                                            f"(before the pick: {before})")
+    assert [s[3] for s in seen] != [b[3] for b in before], f"the neighbours did not change: {seen}"
+    assert [s[2] for s in seen] != [b[2] for b in before], f"the scores did not change: {seen}"
+    assert {s[1] for s in seen} != {b[1] for b in before}, f"the labels did not change: {seen}"
+    query_caption = page.locator(".fu-explorer .fu-query-caption").inner_text()
+    assert f"id {picked}" in query_caption and explorer_nb.label(picked) in query_caption, query_caption
+
+    by_id = explorer_nb.catalog.set_index("id")
+    query = image_report(page, ".fu-explorer .fu-query-image")
+    results = image_report(page, ".fu-explorer .fu-result-image")
+    assert len(query) == 1, query
+    assert len(results) == K, f"expected exactly {K} recommendation images, found {len(results)}"
+    for what, report, item_id, size in ([("query", query[0], picked, QUERY_PX)]
+                                        + [(f"result #{e[0]}", r, e[3], RESULT_PX)
+                                           for r, e in zip(results, expected)]):
+        assert report["tag"] == "IMG" and report["visible"], f"{what} image not visible: {report}"
+        assert report["complete"] and report["naturalWidth"] > 0, f"{what} image not decoded: {report}"
+        assert report["naturalWidth"] == size, f"{what} image: {report}"
+        want = centre_pixel(by_id.loc[item_id, "image_path"], size)
+        assert report["pixel"] is not None and max(abs(a - b) for a, b in zip(report["pixel"], want)) <= 3, (
+            f"{what} image is not product {item_id}: centre pixel {report['pixel']}, expected {want}")
+    images = page.locator(".fu-explorer .fu-query-image, .fu-explorer .fu-result-image")
+    assert [images.nth(i).is_visible() for i in range(images.count())] == [True] * (1 + K)
+
+
+@contextmanager
+def _diagnosed(page: Any, server: ServerProcess, tmp_path: Path) -> Iterator[None]:
+    """On failure, add the page errors, the server log and a screenshot (in tmp_path) to the error."""
+    try:
+        yield
+    except Exception as err:
+        shot = tmp_path / f"failure_{server.kind}.png"
+        try:
+            page.screenshot(path=str(shot), full_page=True)
+        except Exception:  # noqa: BLE001 - the page may be gone; the rest of the report still helps
+            shot = None
+        raise AssertionError(f"{type(err).__name__}: {err}\npage errors: {page.errors}\nscreenshot: {shot}\n"
+                             f"{server.kind} log tail:\n{server.log_tail()}") from err
+
+
+def _screenshot(page: Any, name: str) -> Path:
+    """Save a page screenshot to ``reports/figures/<name>`` (written to a temporary name, then renamed)."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    target = FIGURES / name
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
+    page.screenshot(path=str(tmp))
+    os.replace(tmp, target)
+    return target
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def test_explorer_in_jupyterlab(servers: Servers, page: Any, tmp_path: Path) -> None:
+    """Open the notebook in JupyterLab, run it, pick a thumbnail, see the new top 5."""
+    explorer_nb, lab = servers.nb, servers.lab.ensure_ready()
+    with _diagnosed(page, lab, tmp_path):
+        page.goto(lab.url(f"lab/tree/{NOTEBOOK_NAME}"), wait_until="domcontentloaded", timeout=60_000)
+        # Cells run before the kernel is up are silently dropped: the notebook toolbar says "idle"
+        # before any kernel exists, the status bar's kernel text is reliable.
+        page.get_by_text(KERNEL_STATUS_IDLE).first.wait_for(state="visible", timeout=KERNEL_TIMEOUT_MS)
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        before = _wait_explorer(page, explorer_nb)
+        page.get_by_text(f"kernel prefix: {sys.prefix}").wait_for(state="visible", timeout=KERNEL_TIMEOUT_MS)
+
+        picked = str(explorer_nb.catalog["id"].iloc[PICK_ROW])
+        page.locator(".fu-explorer .fu-thumb-button", has_text=re.compile(rf"^\s*{picked}\s*$")).click()
+        _check_after_pick(page, explorer_nb, picked, before)
+
+        page.locator(".fu-explorer .fu-results").scroll_into_view_if_needed()
+        assert _screenshot(page, "explorer_jupyterlab.png").stat().st_size > 10_000
+        assert not page.errors, page.errors
+
+
+def test_explorer_in_voila(servers: Servers, page: Any, tmp_path: Path) -> None:
+    """The same explorer as a Voilà dashboard: pick from the dropdown, see the new top 5."""
+    explorer_nb, voila = servers.nb, servers.voila.ensure_ready()
+    with _diagnosed(page, voila, tmp_path):
+        page.goto(voila.url(""), wait_until="domcontentloaded", timeout=KERNEL_TIMEOUT_MS)
+        before = _wait_explorer(page, explorer_nb)
+        page.get_by_text(f"kernel prefix: {sys.prefix}").wait_for(state="visible", timeout=KERNEL_TIMEOUT_MS)
+        assert page.locator("text=SimilarityIndex(").count() == 0, "Voilà must not show the code"
+
+        picked = str(explorer_nb.catalog["id"].iloc[PICK_ROW])
+        select = page.locator(".fu-explorer .fu-picker select")
+        labels = [text.replace("\xa0", " ") for text in select.locator("option").all_inner_texts()]
+        select.select_option(index=next(i for i, text in enumerate(labels) if text.startswith(f"{picked} ")))
+        _check_after_pick(page, explorer_nb, picked, before)
+
+        assert _screenshot(page, "explorer_voila.png").stat().st_size > 10_000
+        assert not page.errors, page.errors
