@@ -1,0 +1,202 @@
+"""Train / validation / test splits: stratified, seeded, saved once and reused by every notebook.
+
+The split is made on the whole (kept) catalog *before* anything is sampled or augmented, so an
+augmented copy can only ever sit on its source's side (the original study augmented first and
+split afterwards, letting copies of one product land on both sides).
+
+- If the catalog has a ``split`` column (Fashion-MNIST's official 10,000-image test set), its
+  ``"test"`` rows are the test side and ``test_size`` is not used.
+- Otherwise ``test_size`` (default 20%, as in the original study) is drawn, stratified by the
+  target.
+- Validation always comes out of the training side (default 10% of it), stratified too.
+
+Files (in ``paths.processed``): ``splits.csv`` for the default target
+(``config.DEFAULT_TARGET``), ``splits_<target>.csv`` for any other target (a stratified split
+depends on the target). Columns: ``id`` (string), ``split`` (``train``/``val``/``test``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fashion_utils import config
+from fashion_utils.config import Paths
+
+__all__ = ["SPLIT_NAMES", "attach_splits", "check_disjoint", "load_splits", "make_splits", "save_splits",
+           "split_counts", "splits_path"]
+
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+OFFICIAL_SPLIT_COLUMN = "split"
+
+
+def _check_fraction(name: str, value: float, *, allow_zero: bool = False) -> float:
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    low_ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not (low_ok and value < 1):
+        bound = "0 <= x < 1" if allow_zero else "0 < x < 1"
+        raise ValueError(f"{name} must be a fraction with {bound}. Received: {name}={value!r}")
+    return float(value)
+
+
+def _stratified_pick(ids: pd.Series, labels: pd.Series, *, fraction: float, seed: int,
+                     what: str) -> np.ndarray:
+    """Boolean mask: the ``fraction`` of rows drawn, stratified by ``labels``."""
+    from sklearn.model_selection import train_test_split
+
+    mask = np.zeros(len(ids), dtype=bool)
+    if fraction == 0:
+        return mask
+    counts = labels.value_counts()
+    too_small = counts[counts < 2]
+    if len(too_small):
+        raise ValueError(
+            f"Cannot stratify the {what} split: every class needs at least 2 items. Received: "
+            f"{too_small.to_dict()} (drop rare classes first: sampling.drop_rare_classes)")
+    positions = np.arange(len(ids))
+    n_pick = max(int(round(fraction * len(ids))), len(counts))
+    if n_pick >= len(ids):
+        raise ValueError(f"The {what} split would take every item: {len(ids)} items, "
+                         f"{len(counts)} classes, fraction={fraction!r}")
+    _, picked = train_test_split(positions, test_size=n_pick, stratify=labels.to_numpy(),
+                                 random_state=seed, shuffle=True)
+    mask[picked] = True
+    return mask
+
+
+def make_splits(catalog: pd.DataFrame, *, target: str, seed: int = config.SEED,
+                test_size: float = 0.2, val_size: float = 0.1,
+                use_official_split: bool = True) -> pd.DataFrame:
+    """Assign every catalog row to ``train``, ``val`` or ``test``, stratified by ``target``.
+
+    Args:
+        catalog: a table with ``id`` and ``target`` columns (and optionally ``split``).
+        target: the label column to stratify by.
+        seed: random seed; the result depends only on the seed and the (id, label) pairs,
+            not on the row order.
+        test_size: fraction drawn as the test side when there is no official split.
+        val_size: fraction of the training side drawn as validation (0 for none).
+        use_official_split: take the test side from the ``split`` column when there is one.
+
+    Returns:
+        A table ``[id, split]`` in the catalog's row order.
+
+    Raises:
+        ValueError: missing columns, duplicate ids, missing labels, a bad fraction, an
+            official ``split`` column with values other than ``train``/``test``, or a
+            class too small to stratify.
+    """
+    for column in ("id", target):
+        if column not in catalog.columns:
+            raise ValueError(f"catalog lacks column {column!r}. Received columns: "
+                             f"{list(catalog.columns)}")
+    test_size = _check_fraction("test_size", test_size)
+    val_size = _check_fraction("val_size", val_size, allow_zero=True)
+    ids = catalog["id"].astype(str)
+    if ids.duplicated().any():
+        raise ValueError(f"ids must be unique. Received duplicates such as "
+                         f"{ids[ids.duplicated()].unique()[:5].tolist()}")
+    if catalog[target].isna().any():
+        raise ValueError(f"{int(catalog[target].isna().sum())} row(s) have no {target!r} label: "
+                         f"drop them first (sampling.drop_rare_classes does).")
+
+    # Sort by id so that the split does not depend on the order the rows were read in.
+    order = np.argsort(ids.to_numpy(), kind="stable")
+    ids_sorted = ids.iloc[order].reset_index(drop=True)
+    labels = catalog[target].astype(str).iloc[order].reset_index(drop=True)
+    split = np.full(len(ids_sorted), "train", dtype=object)
+
+    if use_official_split and OFFICIAL_SPLIT_COLUMN in catalog.columns:
+        official = catalog[OFFICIAL_SPLIT_COLUMN].iloc[order].reset_index(drop=True)
+        bad = sorted(set(official.fillna("<missing>").astype(str)) - {"train", "test"})
+        if bad:
+            raise ValueError(f"The official {OFFICIAL_SPLIT_COLUMN!r} column may hold only 'train' "
+                             f"and 'test'. Received: {bad}")
+        split[(official == "test").to_numpy()] = "test"
+    else:
+        split[_stratified_pick(ids_sorted, labels, fraction=test_size, seed=seed, what="test")] = "test"
+
+    train_side = np.flatnonzero(split == "train")
+    val_mask = _stratified_pick(ids_sorted.iloc[train_side], labels.iloc[train_side],
+                                fraction=val_size, seed=seed, what="validation")
+    split[train_side[val_mask]] = "val"
+
+    result = pd.DataFrame({"id": ids_sorted, "split": split})
+    return result.set_index("id").loc[ids.to_numpy()].reset_index()
+
+
+def attach_splits(catalog: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
+    """The catalog with its ``split`` column set from ``splits`` (an official column is replaced:
+    its test side is kept as is, its training side is now ``train``/``val``).
+
+    Raises:
+        ValueError: naming catalog ids that have no split.
+    """
+    check_disjoint(splits)
+    side = splits.set_index(splits["id"].astype(str))["split"]
+    ids = catalog["id"].astype(str)
+    missing = ~ids.isin(side.index)
+    if missing.any():
+        raise ValueError(f"{int(missing.sum())} catalog id(s) have no split, e.g. {ids[missing].head(5).tolist()}")
+    return catalog.assign(split=ids.map(side).to_numpy())
+
+
+def split_counts(splits: pd.DataFrame, catalog: pd.DataFrame | None = None, *,
+                 target: str | None = None) -> pd.DataFrame:
+    """Items per split (and per class when ``catalog`` and ``target`` are given), with totals."""
+    if catalog is None or target is None:
+        return splits["split"].value_counts().reindex(SPLIT_NAMES, fill_value=0).to_frame("items")
+    merged = catalog[["id", target]].astype({"id": str}).merge(splits, on="id", how="inner")
+    table = pd.crosstab(merged[target], merged["split"], margins=True, margins_name="total")
+    return table.reindex(columns=[*SPLIT_NAMES, "total"], fill_value=0)
+
+
+def check_disjoint(splits: pd.DataFrame) -> None:
+    """Raise unless every id has exactly one split name from :data:`SPLIT_NAMES`.
+
+    Raises:
+        ValueError: an unknown split name, or an id listed more than once (which could put one
+            item on two sides).
+    """
+    unknown = sorted(set(splits["split"].astype(str)) - set(SPLIT_NAMES))
+    if unknown:
+        raise ValueError(f"Unknown split name(s) {unknown}; expected {list(SPLIT_NAMES)}")
+    ids = splits["id"].astype(str)
+    if ids.duplicated().any():
+        dupes = ids[ids.duplicated()].unique()[:5].tolist()
+        raise ValueError(f"Ids listed more than once in the splits, e.g. {dupes}")
+
+
+def splits_path(paths: Paths, *, target: str = config.DEFAULT_TARGET) -> Path:
+    """``splits.csv`` for the default target, ``splits_<target>.csv`` for any other."""
+    suffix = "" if target == config.DEFAULT_TARGET else f"_{target}"
+    return paths.processed / f"splits{suffix}.csv"
+
+
+def save_splits(splits: pd.DataFrame, paths: Paths, *, target: str = config.DEFAULT_TARGET) -> Path:
+    """Write the splits (``id, split``) atomically; returns the file."""
+    check_disjoint(splits)
+    out = splits_path(paths, target=target)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    splits[["id", "split"]].to_csv(tmp, index=False)
+    os.replace(tmp, out)
+    return out
+
+
+def load_splits(paths: Paths, *, target: str = config.DEFAULT_TARGET) -> pd.DataFrame:
+    """Read the splits that notebook 02 saved (ids as strings).
+
+    Raises:
+        FileNotFoundError: notebook 02 has not run for this data set / target yet.
+    """
+    path = splits_path(paths, target=target)
+    if not path.exists():
+        raise FileNotFoundError(f"No splits at {path}: run notebook 02_sampling_augmentation "
+                                f"with TARGET={target!r} first.")
+    splits = pd.read_csv(path, dtype={"id": str, "split": str}, keep_default_na=False)
+    check_disjoint(splits)
+    return splits
