@@ -18,6 +18,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+# Quiet TensorFlow's start-up log lines in notebooks and tests (set before TF is imported).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
 
