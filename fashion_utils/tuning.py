@@ -296,7 +296,7 @@ def baseline_hyperparameters(hypermodel: HeadHyperModel) -> kt.HyperParameters:
 def make_tuner(kind: str, hypermodel: kt.HyperModel, *, directory: str | os.PathLike,
                project_name: str, max_trials: int | None = None, max_epochs: int | None = None,
                factor: int = 3, seed: int = config.SEED, overwrite: bool = False,
-               executions_per_trial: int = 1) -> kt.Tuner:
+               executions_per_trial: int = 1, num_initial_points: int | None = None) -> kt.Tuner:
     """A KerasTuner tuner on ``val_accuracy`` whose folder persists.
 
     Args:
@@ -311,6 +311,10 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, directory: str | os.Path
         overwrite: ``False`` reloads a search found in the folder (finished or interrupted)
             and continues it; ``True`` deletes it and starts over.
         executions_per_trial: models trained per trial (their scores are averaged).
+        num_initial_points: random trials before BayesianOptimization starts modelling
+            (``None``: a third of ``max_trials``, at least 2). KerasTuner's own default is
+            3 × the number of hyperparameters (27 here), which turns any search of up to 27
+            trials into a RandomSearch — the same trials as RandomSearch with the same seed.
 
     Returns:
         The tuner.
@@ -338,7 +342,11 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, directory: str | os.Path
     max_trials = _check_positive_int("max_trials", max_trials)
     if kind == "random":
         return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
-    return kt.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+    if num_initial_points is None:
+        num_initial_points = max(2, max_trials // 3)
+    num_initial_points = _check_positive_int("num_initial_points", num_initial_points)
+    return kt.BayesianOptimization(hypermodel, max_trials=max_trials,
+                                   num_initial_points=num_initial_points, **common)
 
 
 def hyperband_budget(max_epochs: int, *, factor: int = 3) -> dict[str, int]:

@@ -151,6 +151,21 @@ def test_make_tuner_validates(tmp_path, hypermodel, kind, kwargs, match):
         tuning.make_tuner(kind, hypermodel, directory=tmp_path, **kwargs)
 
 
+@pytest.mark.parametrize("max_trials, given, expected", [(9, None, 3), (4, None, 2), (6, 5, 5)])
+def test_bayesian_tuner_models_after_a_few_random_trials(tmp_path, hypermodel, max_trials, given, expected):
+    # KerasTuner's default (3 x the number of hyperparameters) would make a short Bayesian
+    # search the same trials as a RandomSearch with the same seed.
+    tuner = tuning.make_tuner("bayesian", hypermodel, directory=tmp_path, project_name="b",
+                              max_trials=max_trials, num_initial_points=given)
+    assert tuner.oracle.num_initial_points == expected
+
+
+def test_bayesian_tuner_rejects_bad_initial_points(tmp_path, hypermodel):
+    with pytest.raises(ValueError, match="num_initial_points=0"):
+        tuning.make_tuner("bayesian", hypermodel, directory=tmp_path, project_name="b",
+                          max_trials=4, num_initial_points=0)
+
+
 @pytest.mark.parametrize("kind", [
     "random",
     pytest.param("bayesian", marks=pytest.mark.slow),  # same code path, another oracle
