@@ -1,0 +1,438 @@
+"""The similarity index (exactness, self-exclusion, filters, new images), embeddings and metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fashion_utils import recommend
+from fashion_utils.recommend import SimilarityIndex
+
+
+def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _brute_force(x: np.ndarray, q: np.ndarray, k: int, exclude: int | None = None,
+                 mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: every score in float64, sorted, self and masked rows left out."""
+    scores = x.astype(np.float64) @ q.astype(np.float64)
+    allowed = np.ones(len(x), bool) if mask is None else mask.copy()
+    if exclude is not None:
+        allowed[exclude] = False
+    rows = np.flatnonzero(allowed)
+    order = rows[np.argsort(-scores[rows], kind="stable")][:k]
+    return order, scores[order]
+
+
+def _meta(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"id": [f"p{i}" for i in range(n)],
+                         "gender": np.where(np.arange(n) % 2 == 0, "Men", "Women"),
+                         "articleType": np.array(["Shirt", "Shoe", "Bag"])[np.arange(n) % 3]})
+
+
+@pytest.fixture
+def random_index_data():
+    rng = np.random.default_rng(0)
+    x = _unit(rng, 3000, 48)
+    ids = [f"p{i}" for i in range(len(x))]
+    return ids, x
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def test_l2_normalize_gives_unit_rows_and_keeps_zero_rows():
+    x = np.array([[3.0, 4.0], [0.0, 0.0], [-1.0, 0.0]])
+    out = recommend.l2_normalize(x)
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0], [-1.0, 0.0]])
+    assert out.dtype == np.float32
+    assert x[0, 0] == 3.0  # the input is not modified
+
+
+def test_l2_normalize_rejects_non_finite_values():
+    with pytest.raises(ValueError, match="non-finite"):
+        recommend.l2_normalize([[1.0, np.nan]])
+
+
+def test_histogram_vector_of_a_black_image_by_hand():
+    v = recommend.histogram_vector(np.zeros((5, 5, 3), np.uint8), bins=4, intensity_bins=32)
+    expected = np.zeros(64 + 32, np.float32)
+    expected[[0, 64]] = 1 / np.sqrt(2)  # all pixels in colour cell 0 and grey bin 0
+    np.testing.assert_allclose(v, expected, atol=1e-7)
+
+
+def test_histogram_vector_separates_colours():
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0] = 255
+    blue = np.zeros((4, 4, 3), np.uint8)
+    blue[..., 2] = 255
+    assert float(recommend.histogram_vector(red) @ recommend.histogram_vector(red)) == pytest.approx(1.0)
+    assert float(recommend.histogram_vector(red) @ recommend.histogram_vector(blue)) < 0.01
+    with pytest.raises(ValueError, match="RGB uint8"):
+        recommend.histogram_vector(np.zeros((4, 4), np.uint8))
+
+
+@pytest.fixture
+def image_catalog(tmp_path):
+    """Eight 16x16 PNG images: four colours, two shades each; ids i0..i7."""
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
+    rows = []
+    for i in range(8):
+        rgb = np.array(colours[i % 4]) * (1.0 if i < 4 else 0.8)
+        img = np.zeros((16, 16, 3), np.uint8)
+        img[4:12, 4:12] = rgb.astype(np.uint8)
+        img[:2] = 255 * (i % 2)
+        path = tmp_path / f"i{i}.png"
+        Image.fromarray(img).save(path)
+        rows.append({"id": f"i{i}", "image_path": str(path), "articleType": f"c{i % 4}"})
+    return pd.DataFrame(rows)
+
+
+def test_histogram_embeddings_are_cached(image_catalog, tmp_path):
+    ids, v = recommend.histogram_embeddings(image_catalog, cache_dir=tmp_path / "cache", image_size=16,
+                                            progress=False)
+    assert list(ids) == image_catalog["id"].tolist() and v.shape == (8, 96)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-6)
+    assert len(list((tmp_path / "cache").glob("histogram_*.npy"))) == 1
+    _, again = recommend.histogram_embeddings(image_catalog, cache_dir=tmp_path / "cache", image_size=16,
+                                              progress=False)
+    np.testing.assert_array_equal(v, again)
+
+
+# --------------------------------------------------------------------------- the exact index
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_exact_index_matches_brute_force(random_index_data, monkeypatch, prune):
+    ids, x = random_index_data
+    monkeypatch.setattr(recommend, "_SCORE_BUDGET_BYTES", 4 * 1024 * 8)  # force several chunks
+    index = SimilarityIndex(ids, x, prune=prune, prune_dims=8)
+    assert index.prune is prune
+    for q in [0, 17, 2999]:
+        ref_pos, ref_scores = _brute_force(x, x[q], 7, exclude=q)
+        result = index.query(ids[q], k=7)
+        assert result["id"].tolist() == [ids[i] for i in ref_pos]
+        np.testing.assert_allclose(result["score"], ref_scores, atol=1e-5)
+
+
+def test_pruned_search_is_exact_on_low_rank_data():
+    """Where the bound prunes (most energy in a few directions), results stay exact."""
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((4000, 6)) @ rng.standard_normal((6, 300))
+    x = recommend.l2_normalize(z + 0.05 * rng.standard_normal(z.shape))
+    ids = np.arange(len(x))
+    pruned = SimilarityIndex(ids, x, prune=True, prune_dims=16)
+    for q in rng.choice(len(x), 25, replace=False):
+        pos, scores = pruned.search(x[q], 10, exclude=[q])
+        ref_pos, ref_scores = _brute_force(x, x[q], 10, exclude=q)
+        np.testing.assert_allclose(scores[0], ref_scores, atol=1e-5)
+        assert set(pos[0]) == set(ref_pos)
+    np.testing.assert_allclose(pruned.vector("5"), x[5], atol=1e-5)  # original basis back
+
+
+def test_batched_search_equals_single_queries(random_index_data):
+    ids, x = random_index_data
+    index = SimilarityIndex(ids, x)
+    query_ids = ids[:40]
+    pos, scores = index.query_many(query_ids, k=5, batch_size=16)
+    for row, qid in enumerate(query_ids):
+        single = index.query(qid, k=5)
+        assert index.ids[pos[row]].tolist() == single["id"].tolist()
+        np.testing.assert_allclose(scores[row], single["score"], atol=1e-6)
+
+
+def test_query_never_returns_the_query_itself_but_keeps_its_twin():
+    x = np.eye(4, dtype=np.float32)[[0, 0, 1, 2, 3]]  # items a and b are identical
+    index = SimilarityIndex(list("abcde"), x)
+    top = index.query("a", k=4)
+    assert "a" not in top["id"].tolist()
+    assert top.iloc[0]["id"] == "b" and top.iloc[0]["score"] == pytest.approx(1.0)
+    assert index.query("a", k=10)["id"].tolist()[0] == "b" and len(index.query("a", k=10)) == 4
+
+
+def test_query_by_vector_does_not_exclude_anything(random_index_data):
+    ids, x = random_index_data
+    index = SimilarityIndex(ids, x)
+    result = index.query(x[3] * 5.0, k=3, as_frame=False)  # scaling does not change cosine
+    assert result[0][0] == ids[3] and result[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert all(isinstance(i, str) and isinstance(s, float) for i, s in result)
+
+
+@pytest.mark.parametrize("filters, check", [
+    ({"gender": "same"}, lambda r, q: (r["gender"] == q["gender"]).all()),
+    ({"articleType": "different"}, lambda r, q: (r["articleType"] != q["articleType"]).all()),
+    ({"articleType": "Shoe"}, lambda r, q: (r["articleType"] == "Shoe").all()),
+    ({"articleType": ["Shoe", "Bag"], "gender": "same"},
+     lambda r, q: r["articleType"].isin(["Shoe", "Bag"]).all() and (r["gender"] == q["gender"]).all()),
+])
+@pytest.mark.parametrize("backend", ["exact", "faiss"])
+def test_filters_keep_only_matching_items_and_stay_exact(random_index_data, filters, check, backend):
+    ids, x = random_index_data
+    meta = _meta(len(ids))
+    index = SimilarityIndex(ids, x, metadata=meta, backend=backend, faiss_index="flat")
+    q = 4
+    result = index.query(ids[q], k=6, filters=filters)
+    assert len(result) == 6 and check(result, meta.iloc[q])
+    mask = index.filter_mask(filters, query_position=q)
+    ref_pos, _ = _brute_force(x, x[q], 6, exclude=q, mask=mask)
+    assert result["id"].tolist() == [ids[i] for i in ref_pos]
+
+
+def test_filter_errors_are_explicit(random_index_data):
+    ids, x = random_index_data
+    index = SimilarityIndex(ids, x, metadata=_meta(len(ids)))
+    with pytest.raises(ValueError, match="Unknown filter column 'colour'"):
+        index.query(ids[0], filters={"colour": "same"})
+    with pytest.raises(ValueError, match="must be an id"):
+        index.query(x[0], filters={"gender": "same"})
+    assert index.query(ids[0], filters={"gender": "Other"}).empty  # nothing matches: empty, not an error
+    with pytest.raises(ValueError, match="need metadata"):
+        SimilarityIndex(ids, x).query(ids[0], filters={"gender": "same"})
+
+
+def test_results_carry_metadata_columns(random_index_data):
+    ids, x = random_index_data
+    result = SimilarityIndex(ids, x, metadata=_meta(len(ids)).set_index("id")).query(ids[1], k=2)
+    assert list(result.columns) == ["rank", "id", "score", "gender", "articleType"]
+    assert result["rank"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"backend": "annoy"}, "backend must be one of"),
+    ({"faiss_index": "lsh"}, "faiss_index must be one of"),
+    ({"prune": "yes"}, "prune must be"),
+])
+def test_index_rejects_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SimilarityIndex(["a", "b"], np.eye(2), **kwargs)
+
+
+def test_index_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="duplicates such as \\['a'\\]"):
+        SimilarityIndex(["a", "a"], np.eye(2))
+    with pytest.raises(ValueError, match="N = len\\(ids\\) = 3"):
+        SimilarityIndex(["a", "b", "c"], np.eye(2))
+    with pytest.raises(ValueError, match="metadata lacks 1 id"):
+        SimilarityIndex(["a", "b"], np.eye(2), metadata=pd.DataFrame({"id": ["a"], "x": [1]}))
+    index = SimilarityIndex(["a", "b"], np.eye(2))
+    with pytest.raises(KeyError, match="'zz'"):
+        index.query("zz")
+    with pytest.raises(ValueError, match="k must be a positive integer. Received: k=0"):
+        index.query("a", k=0)
+    with pytest.raises(ValueError, match="\\(2,\\) vector"):
+        index.query(np.ones(3))
+
+
+def test_zero_vectors_are_kept_and_counted():
+    index = SimilarityIndex(["a", "b", "c"], np.array([[1.0, 0.0], [0.0, 0.0], [0.6, 0.8]]))
+    assert index.n_zero_vectors == 1 and len(index) == 3
+    assert index.query("a", k=2, as_frame=False) == [("c", pytest.approx(0.6)), ("b", 0.0)]
+
+
+# --------------------------------------------------------------------------- FAISS
+
+
+def test_faiss_ivf_with_every_list_probed_is_exact(random_index_data):
+    ids, x = random_index_data
+    exact = SimilarityIndex(ids, x)
+    ivf = SimilarityIndex(ids, x, backend="faiss", faiss_index="ivf", nlist=8, nprobe=8)
+    assert ivf.recall_against(exact, ids[:50], k=5) == pytest.approx(1.0)
+    assert ivf.memory_bytes() >= x.nbytes
+
+
+def test_faiss_hnsw_recall_is_high_on_clustered_data():
+    x = recommend.synthetic_embeddings(2000, 32, n_clusters=20, intrinsic_dim=8, seed=3)
+    ids = np.arange(len(x)).astype(str)
+    exact = SimilarityIndex(ids, x)
+    hnsw = SimilarityIndex(ids, x, backend="faiss", faiss_index="hnsw", hnsw_m=16, ef_search=64)
+    assert hnsw.recall_against(exact, ids[:100], k=5) >= 0.9
+    assert "0" not in hnsw.query("0", k=5)["id"].tolist()
+
+
+def test_recall_at_k_by_hand():
+    found = np.array([[1, 2, 3], [4, 5, -1]])
+    truth = np.array([[1, 2, 9], [4, 7, 8]])
+    assert recommend.recall_at_k(found, truth) == pytest.approx(3 / 6)
+
+
+# --------------------------------------------------------------------------- new images
+
+
+@pytest.fixture
+def tiny_model():
+    """A stand-in for the backbone: mean colour per quadrant (12-d), no weights to load."""
+    import keras
+
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.AveragePooling2D(8, name="quadrants")(inputs)
+    x = keras.layers.Flatten(name="flat")(x)
+    return keras.Model(inputs, x, name="tiny_embedder")
+
+
+def test_query_image_embeds_a_new_photo_on_the_fly(image_catalog, tiny_model, tmp_path):
+    vectors = recommend.embed_image_files(image_catalog["image_path"], model=tiny_model, image_size=16)
+    index = SimilarityIndex(image_catalog["id"], vectors, metadata=image_catalog[["id", "articleType"]])
+    photo = tmp_path / "new_photo.jpg"  # a product not in the catalog: a re-encoded, shifted copy of i5
+    img = np.asarray(Image.open(image_catalog.loc[5, "image_path"]).convert("RGB"))
+    Image.fromarray(np.roll(img, 1, axis=1)).save(photo, quality=95)
+    result = index.query_image(photo, model=tiny_model, image_size=16, k=3)
+    assert result.iloc[0]["id"] == "i5" and result.iloc[0]["score"] > 0.99
+    assert len(result) == 3  # nothing excluded: the photo is not an indexed item
+
+
+def test_query_image_errors(image_catalog, tiny_model, tmp_path):
+    vectors = recommend.embed_image_files(image_catalog["image_path"], model=tiny_model, image_size=16)
+    index = SimilarityIndex(image_catalog["id"], vectors)
+    with pytest.raises(FileNotFoundError, match="nothere.png"):
+        index.query_image(tmp_path / "nothere.png", model=tiny_model, image_size=16)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot decode"):
+        index.query_image(bad, model=tiny_model, image_size=16)
+
+
+def test_embedding_model_takes_the_penultimate_dense_layer(tmp_path, image_catalog):
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    x = keras.layers.Dense(7, activation="relu", name="embedding")(x)
+    x = keras.layers.Dropout(0.2)(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="classes")(x)
+    model = keras.Model(inputs, outputs, name="finetuned")
+    assert recommend.embedding_model(model).output_shape == (None, 7)
+    path = tmp_path / "models" / "finetuned_articleType.keras"
+    path.parent.mkdir()
+    model.save(path)
+    assert recommend.find_finetuned_model(path.parent, target="masterCategory") == path
+    assert recommend.find_finetuned_model(tmp_path, target="articleType") is None
+    ids, v = recommend.finetuned_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
+    assert v.shape == (8, 7) and list(ids) == image_catalog["id"].tolist()
+    with pytest.raises(ValueError, match="no layer 'nope'"):
+        recommend.embedding_model(model, layer_name="nope")
+
+
+def test_embedding_model_finds_the_dense_layer_inside_a_nested_head(tmp_path, image_catalog):
+    """Notebook 04's layout: image -> Resizing -> backbone model -> head model -> output."""
+    import keras
+
+    backbone_in = keras.Input((16, 16, 3))
+    backbone = keras.Model(backbone_in, keras.layers.GlobalAveragePooling2D()(backbone_in), name="backbone")
+    head_in = keras.Input((3,), name="features")
+    h = keras.layers.Dense(6, activation="relu", name="dense_0")(head_in)
+    h = keras.layers.Dropout(0.1)(h)
+    head = keras.Model(head_in, keras.layers.Dense(4, name="predictions")(h), name="head")
+    image = keras.Input((None, None, 3), name="image")
+    model = keras.Model(image, head(backbone(keras.layers.Resizing(16, 16, name="resize")(image))), name="e2e")
+    embed = recommend.embedding_model(model)
+    assert embed.output_shape == (None, 6) and recommend.model_image_size(embed) == 16
+    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    dense = head.get_layer("dense_0")
+    expected = np.maximum(0, x.mean(axis=(1, 2)) @ dense.kernel.numpy() + dense.bias.numpy())
+    np.testing.assert_allclose(embed(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert recommend.embedding_model(model, layer_name="dense_0").output_shape == (None, 6)
+    path = tmp_path / "finetuned_articleType.keras"
+    model.save(path)
+    ids, v = recommend.finetuned_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
+    assert v.shape == (8, 6)  # image size read from the Resizing layer
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_precision_and_average_precision_by_hand():
+    rel = np.array([[1, 0, 1, 0, 0],
+                    [0, 0, 0, 0, 0],
+                    [1, 1, 1, 1, 1]], dtype=bool)
+    assert recommend.precision_at_k(rel) == pytest.approx((2 / 5 + 0 + 1) / 3)
+    assert recommend.precision_at_k(rel, k=1) == pytest.approx(2 / 3)
+    ap = recommend.average_precision_at_k(rel, n_relevant=[2, 3, 10])
+    np.testing.assert_allclose(ap, [(1 + 2 / 3) / 2, 0.0, 1.0])
+    # R = 4 relevant items in the gallery, two found at ranks 2 and 4: (1/2 + 2/4) / 4
+    assert recommend.average_precision_at_k([[0, 1, 0, 1]], n_relevant=4)[0] == pytest.approx(0.25)
+    # without R: averaged over the relevant items retrieved
+    assert recommend.average_precision_at_k([[0, 1, 0, 1]])[0] == pytest.approx(0.5)
+    assert recommend.mean_average_precision_at_k(rel, n_relevant=[2, 3, 10]) == pytest.approx(
+        ((1 + 2 / 3) / 2 + 1) / 3)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_metrics_are_one_for_perfect_lists_and_zero_for_empty_ones(k):
+    assert recommend.precision_at_k(np.ones((4, 5), bool), k=k) == 1.0
+    assert recommend.mean_average_precision_at_k(np.ones((4, 5), bool), k=k, n_relevant=100) == 1.0
+    assert recommend.precision_at_k(np.zeros((4, 5), bool), k=k) == 0.0
+    assert recommend.mean_average_precision_at_k(np.zeros((4, 5), bool), k=k) == 0.0
+
+
+def test_metric_errors():
+    with pytest.raises(ValueError, match="k=6 exceeds the 5"):
+        recommend.precision_at_k(np.ones((2, 5)), k=6)
+    with pytest.raises(ValueError, match="\\(queries, k\\) matrix"):
+        recommend.precision_at_k(np.ones(5))
+
+
+def test_evaluate_neighbours_by_hand():
+    labels = pd.DataFrame({"articleType": ["a", "a", "b", "b", "b"], "master": ["x"] * 5})
+    neighbours = np.array([[1, 2], [4, 3]])  # query 0 (a): a, b ; query 2 (b): b, b
+    table = recommend.evaluate_neighbours(neighbours, [0, 2], labels, k=2, map_k=2)
+    assert table.loc["articleType", "precision@2"] == pytest.approx((1 / 2 + 1) / 2)
+    # AP query 0: hit at rank 1, R = 1 -> 1; query 2: hits at 1, 2, R = 2 -> 1
+    assert table.loc["articleType", "mAP@2"] == pytest.approx(1.0)
+    assert table.loc["master", "precision@2"] == 1.0
+    assert table.loc["articleType", "chance"] == pytest.approx((1 / 4 + 2 / 4) / 2)
+
+
+def test_random_neighbours_skip_the_query_and_score_at_chance():
+    labels = pd.DataFrame({"c": np.repeat(["a", "b", "c", "d"], 250)})
+    queries = np.arange(0, 1000, 7)
+    nb = recommend.random_neighbours(1000, queries, 10, seed=0)
+    assert nb.shape == (len(queries), 10) and (nb != queries[:, None]).all()
+    assert all(len(set(row)) == 10 for row in nb) and nb.min() >= 0 and nb.max() < 1000
+    np.testing.assert_array_equal(nb, recommend.random_neighbours(1000, queries, 10, seed=0))
+    table = recommend.evaluate_neighbours(nb, queries, labels, k=10, map_k=10)
+    assert abs(table.loc["c", "precision@10"] - table.loc["c", "chance"]) < 0.05
+
+
+def test_evaluate_index_on_separable_classes():
+    rng = np.random.default_rng(2)
+    centres = np.eye(16)[:3] * 5  # orthogonal class centres, noise well below their distance
+    labels = np.repeat(["x", "y", "z"], 50)
+    x = centres[np.repeat(np.arange(3), 50)] + 0.5 * rng.standard_normal((150, 16))
+    meta = pd.DataFrame({"id": np.arange(150).astype(str), "articleType": labels})
+    index = SimilarityIndex(meta["id"], x, metadata=meta)
+    table = recommend.evaluate_index(index, meta["id"][::5], label_columns=["articleType"])
+    assert table.loc["articleType", "precision@5"] == 1.0 and table.loc["articleType", "mAP@10"] == 1.0
+
+
+def test_query_ids_for_evaluation_prefers_saved_splits(tmp_path):
+    catalog = pd.DataFrame({"id": ["1", "2", "3", "4"], "split": ["train", "test", "train", "test"]})
+    splits = tmp_path / "splits.csv"
+    pd.DataFrame({"id": ["1", "2", "3", "9"], "split": ["test", "train", "test", "test"]}).to_csv(splits, index=False)
+    assert recommend.query_ids_for_evaluation(catalog, splits_path=splits)[0] == ["1", "3"]
+    ids, source = recommend.query_ids_for_evaluation(catalog, splits_path=tmp_path / "missing.csv")
+    assert ids == ["2", "4"] and "split column" in source
+    ids, source = recommend.query_ids_for_evaluation(catalog.drop(columns="split"), fraction=0.5, seed=1)
+    assert len(ids) == 2 and "random" in source
+
+
+# --------------------------------------------------------------------------- benchmark helpers
+
+
+def test_synthetic_embeddings_are_the_same_in_any_slice():
+    whole = recommend.synthetic_embeddings(300, 8, seed=5)
+    np.testing.assert_array_equal(recommend.synthetic_embeddings(100, 8, seed=5, start=150), whole[150:250])
+    np.testing.assert_allclose(np.linalg.norm(whole, axis=1), 1.0, rtol=1e-5)
+
+
+def test_bench_recommender_runs_small(tmp_path):
+    result = recommend.bench_recommender(n_small=2000, n_large=3000, dim=16, n_queries=10, nlist=8,
+                                         nprobes=(8,), vectors=None, log=lambda _: None,
+                                         synthetic_sets={"tiny": {"n_clusters": 5, "intrinsic_dim": 4}})
+    assert result["exact"]["scan"]["p50_ms"] > 0 and result["exact"]["pruned"]["one_thread_cpu_p50_ms"] >= 0
+    assert result["faiss_ivf"]["tiny"]["sweep"][0]["recall_at_k"] == pytest.approx(1.0)  # all lists probed
+    out = recommend.write_benchmark(result, tmp_path / "bench.json")
+    assert "recommend" in out.read_text()
