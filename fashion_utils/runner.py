@@ -143,10 +143,13 @@ def run_notebooks(*, quick: bool = False, parameters: dict[str, Any] | None = No
     executed = []
     for nb_path in notebook_paths(notebooks_dir, only=only):
         out = out_dir / nb_path.name
-        print(f"==> {nb_path.name}  parameters={params}", flush=True)
+        nb_params = dict(params)
+        if "INTERACTIVE" in pm.inspect_notebook(str(nb_path)):
+            nb_params.setdefault("INTERACTIVE", False)  # no browser under papermill: static views
+        print(f"==> {nb_path.name}  parameters={nb_params}", flush=True)
         start = time.perf_counter()
         try:
-            pm.execute_notebook(str(nb_path), str(out), parameters=params, kernel_name=kernel_name,
+            pm.execute_notebook(str(nb_path), str(out), parameters=nb_params, kernel_name=kernel_name,
                                 cwd=str(nb_path.parent), progress_bar=False, log_output=False)
         except PapermillExecutionError as err:
             raise RuntimeError(
