@@ -122,6 +122,18 @@ def encode_labels(labels: Sequence[Any], *, class_names: Sequence[str]) -> np.nd
     return labels.map(index).to_numpy(dtype=np.int64)
 
 
+def check_backbone_fits_head(backbone, head, *, image_size: int) -> None:
+    """Raise ``ValueError`` unless ``backbone`` takes ``image_size`` RGB images and gives the
+    feature width that ``head`` takes."""
+    expected = (int(image_size), int(image_size), 3)
+    if tuple(backbone.input_shape[1:]) != expected:
+        raise ValueError(f"The backbone takes {backbone.input_shape[1:]}, not {expected}. "
+                         f"Received: image_size={image_size!r}")
+    if backbone.output_shape[-1] != head.input_shape[-1]:
+        raise ValueError(f"The backbone gives {backbone.output_shape[-1]} features but the head takes "
+                         f"{head.input_shape[-1]}.")
+
+
 def build_end_to_end_model(backbone: keras.Model, head: keras.Model, *, class_names: Sequence[str],
                            image_size: int, name: str = "end_to_end_classifier") -> keras.Model:
     """One model from raw image to probabilities: Resizing → frozen backbone → head → names.
@@ -139,13 +151,7 @@ def build_end_to_end_model(backbone: keras.Model, head: keras.Model, *, class_na
         any size (one size per batch) and returning ``(None, len(class_names))`` probabilities.
     """
     image_size = _positive_int("image_size", image_size, minimum=8)
-    expected = (image_size, image_size, 3)
-    if tuple(backbone.input_shape[1:]) != expected:
-        raise ValueError(f"The backbone takes {backbone.input_shape[1:]}, not {expected}. "
-                         f"Received: image_size={image_size!r}")
-    if backbone.output_shape[-1] != head.input_shape[-1]:
-        raise ValueError(f"The backbone gives {backbone.output_shape[-1]} features but the head takes "
-                         f"{head.input_shape[-1]}.")
+    check_backbone_fits_head(backbone, head, image_size=image_size)
     if head.output_shape[-1] != len(class_names):
         raise ValueError(f"The head has {head.output_shape[-1]} outputs but {len(class_names)} class names "
                          f"were given. Received: class_names={list(class_names)!r}")

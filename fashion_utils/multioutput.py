@@ -458,15 +458,9 @@ def build_multi_output_end_to_end(backbone: keras.Model, head: keras.Model, *,
     Returns:
         A functional model ``(None, None, None, 3)`` → ``{attribute: probabilities}``.
     """
-    from fashion_utils.models import ClassNames
+    from fashion_utils.models import ClassNames, check_backbone_fits_head
 
-    expected = (int(image_size), int(image_size), 3)
-    if tuple(backbone.input_shape[1:]) != expected:
-        raise ValueError(f"The backbone takes {backbone.input_shape[1:]}, not {expected}. "
-                         f"Received: image_size={image_size!r}")
-    if backbone.output_shape[-1] != head.input_shape[-1]:
-        raise ValueError(f"The backbone gives {backbone.output_shape[-1]} features but the head takes "
-                         f"{head.input_shape[-1]}.")
+    check_backbone_fits_head(backbone, head, image_size=image_size)
     if set(head.output.keys()) != set(encoders):
         raise ValueError(f"The head's outputs {list(head.output)} differ from the encoders' {list(encoders)}")
     backbone.trainable = bool(trainable_backbone)
