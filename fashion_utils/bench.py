@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fashion_utils.atomic import write_json_atomic
 from fashion_utils import config
 
 README_START = "<!-- bench:start -->"
@@ -212,10 +213,7 @@ def write_results(section: str, result: dict, *, path: Path | None = None) -> Pa
     data = json.loads(path.read_text()) if path.exists() else {}
     data["machine"] = machine_info()
     data[section] = result
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json_atomic(path, data)
 
 
 def extraction_markdown(result: dict) -> str:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from fashion_utils.atomic import write_json_atomic
 from fashion_utils.config import Paths
 
 
@@ -48,12 +48,7 @@ def write_metrics(name: str, metrics: dict[str, Any], *, paths: Paths) -> Path:
     """
     if not name or "/" in name:
         raise ValueError(f"name must be a plain file stem. Received: name={name!r}")
-    paths.metrics.mkdir(parents=True, exist_ok=True)
-    out = paths.metrics / f"{name}.json"
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=False) + "\n")
-    tmp.replace(out)
-    return out
+    return write_json_atomic(paths.metrics / f"{name}.json", _jsonable(metrics))
 
 
 def read_metrics(name: str, *, paths: Paths) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from fashion_utils.atomic import write_text_atomic
+
 CACHE_FORMAT = 1
 DEFAULT_CHUNK_SIZE = 4096
 
@@ -132,9 +134,7 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def extract_embeddings(ids: Sequence[str], image_paths: Sequence[str], *,

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
+from fashion_utils.atomic import write_json_atomic
 from fashion_utils import config
 
 __all__ = [
@@ -174,12 +175,7 @@ def label_summary(frame: pd.DataFrame, encoders: Mapping[str, LabelEncoder]) -> 
 
 def save_encoders(encoders: Mapping[str, LabelEncoder], path: str | os.PathLike) -> Path:
     """Write the encoders as JSON (``{column: [classes]}``), atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({c: list(e.classes) for c, e in encoders.items()}, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, {c: list(e.classes) for c, e in encoders.items()}, indent=1)
 
 
 def load_encoders(path: str | os.PathLike) -> dict[str, LabelEncoder]:

@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from fashion_utils.atomic import write_json_atomic
 from fashion_utils.config import SEED
 
 BACKENDS = ("exact", "faiss")
@@ -1307,8 +1308,4 @@ def write_benchmark(result: Mapping[str, Any], path: str | os.PathLike, *, secti
     path = Path(path)
     data = json.loads(path.read_text()) if path.exists() else {}
     data[section] = result
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, data)

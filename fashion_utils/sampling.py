@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from fashion_utils.atomic import write_csv_atomic
 from fashion_utils import config
 from fashion_utils.config import Paths
 from fashion_utils.splits import SPLIT_NAMES
@@ -595,12 +596,7 @@ def save_study_sample(sample: pd.DataFrame, paths: Paths, *, target: str = confi
     check_provenance(sample, splits=splits)
     first = ["id", "image_path", target]
     columns = first + [c for c in sample.columns if c not in first and c not in PROVENANCE_COLUMNS]
-    out = study_sample_path(paths, target=target)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    sample[columns + list(PROVENANCE_COLUMNS)].to_csv(tmp, index=False)
-    os.replace(tmp, out)
-    return out
+    return write_csv_atomic(sample[columns + list(PROVENANCE_COLUMNS)], study_sample_path(paths, target=target))
 
 
 def load_study_sample(paths: Paths, *, target: str = config.DEFAULT_TARGET) -> pd.DataFrame:

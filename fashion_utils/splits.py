@@ -17,12 +17,12 @@ depends on the target). Columns: ``id`` (string), ``split`` (``train``/``val``/`
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fashion_utils.atomic import write_csv_atomic
 from fashion_utils import config
 from fashion_utils.config import Paths
 
@@ -179,12 +179,7 @@ def splits_path(paths: Paths, *, target: str = config.DEFAULT_TARGET) -> Path:
 def save_splits(splits: pd.DataFrame, paths: Paths, *, target: str = config.DEFAULT_TARGET) -> Path:
     """Write the splits (``id, split``) atomically; returns the file."""
     check_disjoint(splits)
-    out = splits_path(paths, target=target)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    splits[["id", "split"]].to_csv(tmp, index=False)
-    os.replace(tmp, out)
-    return out
+    return write_csv_atomic(splits[["id", "split"]], splits_path(paths, target=target))
 
 
 def load_splits(paths: Paths, *, target: str = config.DEFAULT_TARGET) -> pd.DataFrame:

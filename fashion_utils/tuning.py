@@ -60,6 +60,7 @@ import pandas as pd
 import keras
 import keras_tuner as kt
 
+from fashion_utils.atomic import write_json_atomic
 from fashion_utils import config
 
 __all__ = [
@@ -417,9 +418,7 @@ def _update_search_log(project_dir: Path, entry: dict[str, Any]) -> list[dict[st
     log_file = project_dir / "search_log.json"
     runs = json.loads(log_file.read_text())["runs"] if log_file.exists() else []
     runs.append(entry)
-    tmp = log_file.with_name(f".{log_file.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
-    os.replace(tmp, log_file)
+    write_json_atomic(log_file, {"runs": runs}, indent=1)
     return runs
 
 
