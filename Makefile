@@ -62,7 +62,7 @@ bench: data
 
 ## Distributed KerasTuner search: one chief and WORKERS workers on localhost
 tune-distributed: data
-	$(PY) -m fashion_utils.tuning distributed --workers $(WORKERS)
+	$(PY) -m fashion_utils.distributed distributed --workers $(WORKERS)
 
 ## Remove derived data, models and executed notebooks (keeps raw data and .venv)
 clean:

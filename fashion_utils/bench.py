@@ -76,7 +76,8 @@ def run_isolated(fn: Callable[..., dict], **kwargs: Any) -> dict:
 
 
 def _catalog(n: int | None):
-    from fashion_utils.data import load_catalog, prepare_fashion_mnist
+    from fashion_utils.data import load_catalog
+    from fashion_utils.fashion_mnist import prepare_fashion_mnist
 
     prepare_fashion_mnist(config.default_data_dir())
     paths = config.get_paths()
@@ -137,7 +138,7 @@ def measure_streamed(*, backbone: str, image_size: int, batch_size: int, n_image
 def measure_naive(*, backbone: str, image_size: int, n_images: int) -> dict:
     """The naive way: open one image with PIL, predict it alone, repeat."""
     from fashion_utils.backbones import load_backbone
-    from fashion_utils.data import read_image_rgb
+    from fashion_utils.image_files import read_image_rgb
 
     catalog = _catalog(n_images)
     model = load_backbone(backbone, image_size=image_size)
@@ -193,9 +194,9 @@ def bench_scale(**kwargs: Any) -> dict:
 
 def bench_recommender(**kwargs: Any) -> dict:
     """Query latency of the exact index at 70k and of FAISS at 1M vectors (see ``recommend.py``)."""
-    from fashion_utils import recommend
+    from fashion_utils import bench_recommender
 
-    return recommend.bench_recommender(**kwargs)
+    return bench_recommender.bench_recommender(**kwargs)
 
 
 SECTIONS: dict[str, Callable[..., dict]] = {"extraction": bench_extraction, "scale": bench_scale,

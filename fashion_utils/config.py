@@ -142,3 +142,11 @@ def set_seed(seed: int = SEED) -> int:
     except ImportError:  # pragma: no cover - keras is a hard dependency
         pass
     return seed
+
+
+def weights_cache_dir() -> Path:
+    """Folder for converted weights: env ``FASHION_UTILS_CACHE`` or ``~/.cache/fashion_utils``."""
+    env = os.environ.get("FASHION_UTILS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "fashion_utils"

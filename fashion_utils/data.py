@@ -1,4 +1,4 @@
-"""Catalogs of product images: loading, checking, and the Fashion-MNIST preparation.
+"""Catalogs of product images: the loaders and their load report.
 
 A *catalog* is a :class:`pandas.DataFrame` with one row per usable product:
 
@@ -25,35 +25,9 @@ Quirks of the real Kaggle ``styles.csv``, handled here:
 - a few rows have no image file (5 in the real data): excluded, reason ``"missing image file"``;
 - duplicated ids: the first row is kept, the others are excluded (``"duplicate id ..."``).
 
-The image check (``check_images=True``) is cheap: the file size, PIL's header parse (format,
-mode, width, height) and the last bytes of the file (a JPEG must end with the EOI marker
-``FFD9``, a PNG with its ``IEND`` chunk). Only a file that fails the tail check, or a GIF/BMP,
-is fully decoded. Reasons: ``"missing image file"``, ``"empty file"``, ``"truncated image"``,
-``"not an image: ..."``, ``"unsupported image format: ..."`` (TensorFlow decodes only JPEG, PNG,
-GIF and BMP), ``"corrupt image: ..."``. Grayscale, CMYK, RGBA and palette images are valid;
-:func:`read_image_rgb` returns them as RGB. With ``cache_dir`` the result of each check is
-cached in ``cache_dir/image_checks_v1.csv``, keyed by (path, size, mtime): a changed file is
-checked again.
 
-Fashion-MNIST in the Kaggle layout (:func:`prepare_fashion_mnist`): ``images/<id>.png``
-(the 28x28 grayscale pictures unchanged, PNG mode ``L``) and ``styles.csv`` with columns
-``id, label, articleType, subCategory, masterCategory, split``. Ids 0..59999 are the official
-training set, 60000..69999 the official test set. The mapping (:data:`FASHION_MNIST_ATTRIBUTES`):
-
-=============  ============  ============  ==============
-label          articleType   subCategory   masterCategory
-=============  ============  ============  ==============
-T-shirt/top    Tshirt        Topwear       Apparel
-Trouser        Trousers      Bottomwear    Apparel
-Pullover       Pullover      Topwear       Apparel
-Dress          Dress         Dress         Apparel
-Coat           Coat          Topwear       Apparel
-Sandal         Sandals       Sandal        Footwear
-Shirt          Shirt         Topwear       Apparel
-Sneaker        Sneakers      Shoes         Footwear
-Bag            Bag           Bags          Accessories
-Ankle boot     Ankle Boots   Shoes         Footwear
-=============  ============  ============  ==============
+Images are checked and read by :mod:`fashion_utils.image_files`; Fashion-MNIST is written in the
+Kaggle layout by :mod:`fashion_utils.fashion_mnist`.
 
 Command line::
 
@@ -62,94 +36,28 @@ Command line::
 """
 
 from __future__ import annotations
-
 import argparse
 import csv
-import gzip
-import json
 import os
-import shutil
-import stat
-import struct
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from collections.abc import Sequence
-
-import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
-
 from fashion_utils import config
+from fashion_utils.fashion_mnist import written_by_prepare, prepare_fashion_mnist
+from fashion_utils.image_files import IMAGE_EXTENSIONS, REASON_DUPLICATE, REASON_MISSING_ID, check_image_files
 
-__all__ = [
-    "FASHION_MNIST_ATTRIBUTES",
-    "FASHION_MNIST_LABELS",
-    "IMAGE_EXTENSIONS",
-    "LoadReport",
-    "check_image_file",
-    "load_catalog",
-    "load_csv_catalog",
-    "load_folder_catalog",
-    "load_kaggle_catalog",
-    "prepare_fashion_mnist",
-    "read_idx",
-    "read_image_rgb",
-]
 
 PathLike = str | os.PathLike
 
-# File extensions looked for, in order of preference when one id has several files.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
-# Formats (as PIL names them) that TensorFlow's ``tf.io.decode_image`` reads.
-SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "GIF", "BMP")  # MPO: a JPEG with extra views
+
 # Columns converted to the nullable integer type (``"2014.0"`` -> 2014).
 INTEGER_COLUMNS: tuple[str, ...] = ("year",)
 EXCLUDED_COLUMNS: list[str] = ["id", "image_path", "reason"]
 IMAGE_INFO_COLUMNS: list[str] = ["id", "width", "height", "mode", "format"]
-
-REASON_MISSING_IMAGE = "missing image file"
-REASON_EMPTY = "empty file"
-REASON_TRUNCATED = "truncated image"
-REASON_DUPLICATE = "duplicate id (first row kept)"
-REASON_MISSING_ID = "missing id"
-
-CHECK_CACHE_NAME = "image_checks_v1.csv"  # bump the version when the check changes
-_CACHE_COLUMNS = ["path", "size", "mtime_ns", "reason", "width", "height", "mode", "format"]
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_PNG_END = b"IEND\xaeB`\x82"
-_TAIL_BYTES = 32
-
-FASHION_MNIST_LABELS: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # index = the integer label in the idx files
-FASHION_MNIST_ATTRIBUTES: dict[str, dict[str, str]] = {
-    "T-shirt/top": {"articleType": "Tshirt", "subCategory": "Topwear", "masterCategory": "Apparel"},
-    "Trouser": {"articleType": "Trousers", "subCategory": "Bottomwear", "masterCategory": "Apparel"},
-    "Pullover": {"articleType": "Pullover", "subCategory": "Topwear", "masterCategory": "Apparel"},
-    "Dress": {"articleType": "Dress", "subCategory": "Dress", "masterCategory": "Apparel"},
-    "Coat": {"articleType": "Coat", "subCategory": "Topwear", "masterCategory": "Apparel"},
-    "Sandal": {"articleType": "Sandals", "subCategory": "Sandal", "masterCategory": "Footwear"},
-    "Shirt": {"articleType": "Shirt", "subCategory": "Topwear", "masterCategory": "Apparel"},
-    "Sneaker": {"articleType": "Sneakers", "subCategory": "Shoes", "masterCategory": "Footwear"},
-    "Bag": {"articleType": "Bag", "subCategory": "Bags", "masterCategory": "Accessories"},
-    "Ankle boot": {"articleType": "Ankle Boots", "subCategory": "Shoes", "masterCategory": "Footwear"},
-}
-FASHION_MNIST_COLUMNS: list[str] = ["id", "label", "articleType", "subCategory", "masterCategory", "split"]
-# (split, kind) -> file name without ".gz", as published and as Debian ships them.
-FASHION_MNIST_FILES: dict[tuple[str, str], str] = {
-    ("train", "images"): "train-images-idx3-ubyte",
-    ("train", "labels"): "train-labels-idx1-ubyte",
-    ("test", "images"): "t10k-images-idx3-ubyte",
-    ("test", "labels"): "t10k-labels-idx1-ubyte",
-}
-COMPLETION_MARKER = ".complete.json"  # written last by prepare_fashion_mnist
-_PREPARED_ENTRIES = {"images", "styles.csv", COMPLETION_MARKER}
 
 
 # --------------------------------------------------------------------------- the report
@@ -270,193 +178,6 @@ class LoadReport:
         printer.text(str(self))
 
 
-# --------------------------------------------------------------------------- images
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode as RGB: alpha dropped, palette expanded, 16-bit scaled to 8 bits."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        wide = np.asarray(img).astype(np.int64)
-        return Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), mode="L").convert("RGB")
-    if img.mode == "F":
-        return Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), mode="L").convert("RGB")
-    try:
-        return img.convert("RGB")
-    except ValueError:  # modes without a direct conversion (e.g. "PA")
-        return img.convert("RGBA").convert("RGB")
-
-
-def read_image_rgb(path: PathLike, *, size: int | None = None) -> np.ndarray:
-    """Read any image as an RGB ``uint8`` array.
-
-    Grayscale, CMYK, palette and 16-bit images are converted; an alpha channel is dropped
-    (as ``tf.io.decode_image(..., channels=3)`` does). EXIF orientation is not applied.
-
-    Args:
-        path: the image file.
-        size: side of a square resize (bilinear; the aspect ratio is not kept), or ``None``
-            for the original size.
-
-    Returns:
-        An array of shape ``(H, W, 3)`` (``(size, size, 3)`` with ``size``), dtype ``uint8``.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: a bad ``size``, or a file that cannot be decoded.
-    """
-    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0):
-        raise ValueError(f"size must be a positive integer or None. Received: size={size!r}")
-    with open(path, "rb") as fh:
-        try:
-            with Image.open(fh) as img:
-                if size is not None and img.format == "JPEG":
-                    # DCT scaling: decode at 1/2, 1/4 or 1/8 scale when that still covers the
-                    # target size (16x faster for 1800x2400 photos at 96 px).
-                    img.draft("RGB", (int(size), int(size)))
-                rgb = _to_rgb(img)
-                if size is not None and rgb.size != (size, size):
-                    rgb = rgb.resize((int(size), int(size)), Image.Resampling.BILINEAR)
-                array = np.array(rgb, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise ValueError(f"cannot decode image {os.fspath(path)!r}: {exc}") from exc
-    return array
-
-
-def _inspect_image(path: str, size: int) -> tuple[str, int, int, str, str]:
-    """Check one existing file; returns ``(reason, width, height, mode, format)``, reason "" if usable."""
-    if size == 0:
-        return REASON_EMPTY, 0, 0, "", ""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-            fh.seek(max(size - _TAIL_BYTES, 0))
-            tail = fh.read()
-            fh.seek(0)
-            looks_like_image = head.startswith(_JPEG_MAGIC) or head.startswith(_PNG_MAGIC)
-            try:
-                with Image.open(fh) as img:
-                    fmt, mode, (width, height) = img.format or "", img.mode, img.size
-            except Image.DecompressionBombError as exc:
-                return f"image too large: {exc}", 0, 0, "", ""
-            except UnidentifiedImageError:
-                if looks_like_image:
-                    return REASON_TRUNCATED, 0, 0, "", ""
-                return f"not an image: unrecognised file content (starts with {head[:8]!r})", 0, 0, "", ""
-            except (OSError, SyntaxError, ValueError, struct.error) as exc:
-                if looks_like_image:
-                    return REASON_TRUNCATED, 0, 0, "", ""
-                return f"not an image: {exc}", 0, 0, "", ""
-            info = (width, height, mode, fmt)
-            if fmt not in SUPPORTED_FORMATS:
-                return (f"unsupported image format: {fmt or 'unknown'}", *info)
-            if width <= 0 or height <= 0:
-                return (f"not an image: size {width}x{height}", *info)
-            stripped = tail.rstrip(b"\x00")
-            if fmt in ("JPEG", "MPO") and stripped.endswith(b"\xff\xd9"):
-                return ("", *info)
-            if fmt == "PNG" and stripped.endswith(_PNG_END):
-                return ("", *info)
-            # Tail check failed (or GIF/BMP): decode fully to tell truncation from trailing bytes.
-            fh.seek(0)
-            try:
-                with Image.open(fh) as img:
-                    img.load()
-            except (OSError, SyntaxError, ValueError, struct.error) as exc:
-                if fmt in ("JPEG", "MPO", "PNG") or "truncated" in str(exc):
-                    return (REASON_TRUNCATED, *info)
-                return (f"corrupt image: {exc}", *info)
-            return ("", *info)
-    except OSError as exc:
-        return f"unreadable file: {exc.strerror or exc}", 0, 0, "", ""
-
-
-def check_image_file(path: PathLike) -> str | None:
-    """Cheaply check that a file is a usable image (see the module docstring).
-
-    Args:
-        path: the file.
-
-    Returns:
-        ``None`` for a usable image, otherwise the reason (e.g. ``"truncated image"``).
-    """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return REASON_MISSING_IMAGE
-    if not stat.S_ISREG(st.st_mode):
-        return "not a regular file"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        reason = _inspect_image(os.fspath(path), st.st_size)[0]
-    return reason or None
-
-
-def _read_check_cache(cache_file: Path, notes: list[str]) -> dict[str, tuple]:
-    if not cache_file.is_file():
-        return {}
-    try:
-        table = pd.read_csv(cache_file, dtype=str, keep_default_na=False)
-        if list(table.columns) != _CACHE_COLUMNS:
-            raise ValueError(f"unexpected columns {list(table.columns)}")
-        return {
-            path: (int(size), int(mtime), reason, int(w), int(h), mode, fmt)
-            for path, size, mtime, reason, w, h, mode, fmt in table.itertuples(index=False)
-        }
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        notes.append(f"image check cache {cache_file} unreadable ({exc}); checked again")
-        return {}
-
-
-def _write_check_cache(cache_file: Path, entries: dict[str, tuple]) -> None:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame([(path, *values) for path, values in entries.items()], columns=_CACHE_COLUMNS)
-    tmp = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, cache_file)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _check_images(paths: list[str], *, check_images: bool, cache_dir: PathLike | None,
-                  report: LoadReport) -> list[tuple[str, int, int, str, str]]:
-    """Check every path; returns ``(reason, width, height, mode, format)`` per path."""
-    start = time.perf_counter()
-    cache_file = Path(cache_dir).expanduser().resolve() / CHECK_CACHE_NAME if cache_dir is not None else None
-    cache = _read_check_cache(cache_file, report.notes) if (cache_file and check_images) else {}
-    changed = False
-    results: list[tuple[str, int, int, str, str]] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # PIL warns about odd EXIF data etc.; the check decides
-        for path in paths:
-            try:
-                st = os.stat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                results.append((REASON_MISSING_IMAGE, 0, 0, "", ""))
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                results.append(("not a regular file", 0, 0, "", ""))
-                continue
-            if not check_images:
-                results.append(("", 0, 0, "", ""))
-                continue
-            hit = cache.get(path)
-            if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-                results.append(hit[2:])
-                report.n_from_cache += 1
-            else:
-                result = _inspect_image(path, st.st_size)
-                cache[path] = (st.st_size, st.st_mtime_ns, *result)
-                changed = True
-                results.append(result)
-            report.n_images_checked += 1
-    if cache_file is not None and changed:
-        _write_check_cache(cache_file, cache)
-    report.check_seconds = time.perf_counter() - start
-    return results
 
 
 # --------------------------------------------------------------------------- CSV rows
@@ -551,7 +272,7 @@ def _finish(rows: list[_Row], columns: list[str], report: LoadReport, *,
             candidates.append(row)
     report.duplicate_ids = list(duplicates)
 
-    checks = _check_images([row.image_path for row in candidates], check_images=check_images,
+    checks = check_image_files([row.image_path for row in candidates], check_images=check_images,
                            cache_dir=cache_dir, report=report)
     kept: list[_Row] = []
     info: list[tuple] = []
@@ -778,199 +499,6 @@ def load_catalog(data_dir: PathLike, *, check_images: bool = True,
                      f"sub-folders. Received: data_dir={os.fspath(data_dir)!r}")
 
 
-# --------------------------------------------------------------------------- Fashion-MNIST
-
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-def read_idx(path: PathLike) -> np.ndarray:
-    """Read an idx file (the MNIST format), gzipped or not.
-
-    Args:
-        path: the file (``.gz`` files are recognised by their content).
-
-    Returns:
-        The array, e.g. ``(n, 28, 28)`` uint8 images or ``(n,)`` uint8 labels.
-    """
-    with open(path, "rb") as fh:
-        gzipped = fh.read(2) == b"\x1f\x8b"
-    with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
-        data = fh.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise ValueError(f"Not an idx file (bad magic number {data[:4]!r}). Received: path={os.fspath(path)!r}")
-    ndim = data[3]
-    offset = 4 + 4 * ndim
-    if len(data) < offset:
-        raise ValueError(f"Truncated idx header. Received: path={os.fspath(path)!r}")
-    shape = struct.unpack(f">{ndim}I", data[4:offset])
-    dtype = np.dtype(_IDX_TYPES[data[2]])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) - offset != expected:
-        raise ValueError(f"idx file holds {len(data) - offset} data bytes, its header {shape} needs "
-                         f"{expected}. Received: path={os.fspath(path)!r}")
-    return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
-
-
-def _find_idx_files(folder: Path) -> dict[tuple[str, str], Path] | None:
-    """The four Fashion-MNIST files in ``folder`` (``.gz`` or not), or ``None`` if any is missing."""
-    found = {}
-    for key, name in FASHION_MNIST_FILES.items():
-        dotted = name.replace("-idx", ".idx")  # "train-images.idx3-ubyte", as some mirrors name it
-        candidates = [folder / f"{n}{gz}" for n in (name, dotted) for gz in (".gz", "")]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            return None
-        found[key] = path
-    return found
-
-
-def _fashion_mnist_arrays(source_dir: PathLike | None) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
-    """``{"train": (images, labels), "test": (...)}`` and a description of the source."""
-    explicit = [("source_dir", source_dir)] if source_dir is not None else []
-    if os.environ.get("FASHION_MNIST_DIR"):
-        explicit.append(("FASHION_MNIST_DIR", os.environ["FASHION_MNIST_DIR"]))
-    if explicit:
-        name, folder = explicit[0]
-        files = _find_idx_files(Path(folder).expanduser())
-        if files is None:
-            names = ", ".join(f"{n}[.gz]" for n in FASHION_MNIST_FILES.values())
-            raise FileNotFoundError(f"{name} must hold {names}. Received: {name}={os.fspath(folder)!r}")
-        source = str(Path(folder).expanduser().resolve())
-    else:
-        files = _find_idx_files(config.DEBIAN_FASHION_MNIST_DIR)
-        source = str(config.DEBIAN_FASHION_MNIST_DIR)
-    if files is not None:
-        arrays = {split: (read_idx(files[(split, "images")]), read_idx(files[(split, "labels")]))
-                  for split in ("train", "test")}
-        return arrays, source
-    try:  # pragma: no cover - needs the network
-        import keras
-
-        (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
-    except Exception as exc:  # pragma: no cover - needs the network
-        raise RuntimeError("No Fashion-MNIST source: pass source_dir, set FASHION_MNIST_DIR, install "
-                           f"Debian's dataset-fashion-mnist ({config.DEBIAN_FASHION_MNIST_DIR}) or go "
-                           f"online for keras.datasets.fashion_mnist ({exc})") from exc
-    return {"train": (x_train, y_train), "test": (x_test, y_test)}, "keras.datasets.fashion_mnist"
-
-
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as fh:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
-
-
-def _is_prepared(folder: Path) -> bool:
-    """Complete: the marker (written last) exists and styles.csv and images/ hold its row count."""
-    try:
-        marker = json.loads((folder / COMPLETION_MARKER).read_text())
-        n_rows = int(marker["n_rows"])
-        n_images = sum(1 for _ in os.scandir(folder / "images"))
-        return _count_lines(folder / "styles.csv") == n_rows + 1 and n_images == n_rows
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
-def _is_ours(folder: Path) -> bool:
-    """Written by :func:`prepare_fashion_mnist` (possibly damaged since): marker or our header."""
-    if (folder / COMPLETION_MARKER).is_file():
-        return True
-    try:
-        with open(folder / "styles.csv", newline="", encoding="utf-8") as fh:
-            return next(csv.reader(fh), None) == FASHION_MNIST_COLUMNS
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def _remove_stale_temp_dirs(out_dir: Path) -> None:
-    """Remove ``.<name>.tmp-<pid>`` folders left by preparations whose process is gone."""
-    for tmp in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
-        try:
-            pid = int(tmp.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)
-            alive = pid != os.getpid()
-        except (ValueError, ProcessLookupError):
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _write_fashion_mnist(folder: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]], source: str) -> int:
-    images_dir = folder / "images"
-    images_dir.mkdir(parents=True)
-    rows = []
-    next_id = 0
-    for split in ("train", "test"):
-        images, labels = arrays[split]
-        for image, label in zip(images, labels):
-            name = FASHION_MNIST_LABELS[int(label)]
-            Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="L").save(
-                images_dir / f"{next_id}.png", format="PNG", compress_level=1)
-            attributes = FASHION_MNIST_ATTRIBUTES[name]
-            rows.append((str(next_id), name, attributes["articleType"], attributes["subCategory"],
-                         attributes["masterCategory"], split))
-            next_id += 1
-    with open(folder / "styles.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(FASHION_MNIST_COLUMNS)
-        writer.writerows(rows)
-    marker = {"n_rows": len(rows), "n_train": len(arrays["train"][1]), "n_test": len(arrays["test"][1]),
-              "source": source, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    (folder / COMPLETION_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-    return len(rows)
-
-
-def prepare_fashion_mnist(out_dir: PathLike, *, source_dir: PathLike | None = None) -> Path:
-    """Write the real Fashion-MNIST in the Kaggle layout (see the module docstring).
-
-    Sources, in order: ``source_dir``; env ``FASHION_MNIST_DIR``; Debian's files in
-    ``config.DEBIAN_FASHION_MNIST_DIR``; ``keras.datasets.fashion_mnist`` (a download).
-    Idempotent: a complete folder (marker file written last, row count matching) is returned
-    at once. Atomic: written into ``.<name>.tmp-<pid>`` beside ``out_dir``, then renamed.
-
-    Args:
-        out_dir: the folder to create, e.g. ``config.default_data_dir()``.
-        source_dir: a folder with the four idx files (gzipped or not).
-
-    Returns:
-        ``out_dir`` as an absolute path.
-    """
-    out = Path(out_dir).expanduser().resolve()
-    if _is_prepared(out):
-        return out
-    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (
-            _is_ours(out) and {p.name for p in out.iterdir()} <= _PREPARED_ENTRIES))):
-        raise ValueError(f"out_dir exists and is not a (partial) Fashion-MNIST folder; not replacing it. "
-                         f"Received: out_dir={os.fspath(out_dir)!r}")
-    arrays, source = _fashion_mnist_arrays(source_dir)
-    for split, (images, labels) in arrays.items():
-        if images.ndim != 3 or images.dtype != np.uint8 or len(images) != len(labels):
-            raise ValueError(f"Fashion-MNIST {split} data: expected (n, H, W) uint8 images and n labels. "
-                             f"Received: images {images.shape} {images.dtype}, labels {labels.shape}")
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(FASHION_MNIST_LABELS)):
-            raise ValueError(f"Fashion-MNIST {split} labels must be in 0..9. "
-                             f"Received: labels in {labels.min()}..{labels.max()}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_dirs(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        _write_fashion_mnist(tmp, arrays, source)
-        if out.exists():
-            if _is_prepared(out):  # another process finished first
-                return out
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            shutil.rmtree(old)
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if not _is_prepared(out):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 # --------------------------------------------------------------------------- command line
@@ -995,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "prepare-fashion-mnist" and args.out is None and os.environ.get("DATA_DIR") \
             and config.default_data_dir().is_dir() and any(config.default_data_dir().iterdir()) \
-            and not _is_ours(config.default_data_dir()):
+            and not written_by_prepare(config.default_data_dir()):
         # `make data` with DATA_DIR pointing at another catalog (e.g. the Kaggle one): nothing to prepare.
         data_dir = config.default_data_dir()
         print(f"DATA_DIR={data_dir} is another catalog: Fashion-MNIST not prepared")

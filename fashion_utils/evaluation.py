@@ -244,7 +244,7 @@ def misclassified_grid(image_paths: Sequence[str], y_true: Any, y_pred: Any, *,
     """
     import matplotlib.pyplot as plt
 
-    from fashion_utils.data import read_image_rgb
+    from fashion_utils.image_files import read_image_rgb
     from fashion_utils.plots import image_grid
 
     y_true, y_pred = _labels(y_true, y_pred)

@@ -205,7 +205,7 @@ def load_end_to_end_model(path: str | os.PathLike) -> keras.Model:
 def _load_for_model(path: str, *, image_size: int):
     """Decode and resize one image exactly as the feature extraction did (``features``):
     any JPEG/PNG/GIF/BMP to RGB, large JPEGs decoded at a reduced DCT scale. Other formats
-    (WebP, TIFF) go through PIL (``data.read_image_rgb``)."""
+    (WebP, TIFF) go through PIL (``image_files.read_image_rgb``)."""
     import tensorflow as tf
 
     from fashion_utils.features import decode_image_tensor
@@ -215,7 +215,7 @@ def _load_for_model(path: str, *, image_size: int):
     try:
         return decode_image_tensor(tf.io.read_file(path), image_size=image_size)
     except tf.errors.InvalidArgumentError:
-        from fashion_utils.data import read_image_rgb
+        from fashion_utils.image_files import read_image_rgb
 
         img = tf.constant(read_image_rgb(path), dtype=tf.float32)
         return tf.image.resize(img, [image_size, image_size], antialias=True)

@@ -232,7 +232,7 @@ def estimate_background(image_paths: Sequence[str], *, n: int = 50, seed: int = 
 
     About 0 for Fashion-MNIST (black), about 255 for catalog photos on white.
     """
-    from fashion_utils.data import read_image_rgb
+    from fashion_utils.image_files import read_image_rgb
 
     paths = list(image_paths)
     if not paths:
@@ -338,7 +338,7 @@ def _read_source(path: str, *, max_side: int | None) -> np.ndarray:
     """A source image as uint8 RGB, shrunk (aspect kept) so that neither side exceeds ``max_side``."""
     from PIL import Image
 
-    from fashion_utils.data import read_image_rgb
+    from fashion_utils.image_files import read_image_rgb
 
     img = read_image_rgb(path)
     if max_side is not None and max(img.shape[:2]) > max_side:

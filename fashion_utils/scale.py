@@ -9,7 +9,7 @@ through the study's pipeline (:func:`bench_scale`), one stage per fresh process
 1. catalog loading with the image check, cold (no check cache) and cached;
 2. feature extraction at the default size (96 px) via ``features.extract_features``, and its
    cached rerun;
-3. the recommender index (``recommend.SimilarityIndex``): build, then a few hundred queries.
+3. the recommender index (``similarity.SimilarityIndex``): build, then a few hundred queries.
 
 Encoding 44k photo-sized JPEGs would take longer than the benchmark itself, so the catalog is
 made from a *pool* of a few hundred distinct synthetic product photos (white background, a
@@ -449,7 +449,8 @@ def measure_extraction(*, data_dir: str, check_cache_dir: str, feature_dir: str,
 
 def measure_index(*, features_path: str, n_queries: int, k: int = 5, seed: int = config.SEED) -> dict:
     """Build a ``SimilarityIndex`` on the cached features, then time single and batched queries."""
-    from fashion_utils.recommend import SimilarityIndex, query_latency
+    from fashion_utils.similarity import SimilarityIndex
+    from fashion_utils.bench_recommender import query_latency
 
     folder = Path(features_path).parent
     ids = (folder / "ids.txt").read_text().split("\n")[:-1]
@@ -475,7 +476,7 @@ def measure_decode(*, data_dir: str, image_size: int, n_images: int = 40) -> dic
     """ms per image: PIL full decode + resize vs DCT-scaled decode (``read_image_rgb``)."""
     from PIL import Image
 
-    from fashion_utils.data import read_image_rgb
+    from fashion_utils.image_files import read_image_rgb
 
     files = sorted((Path(data_dir) / "images").glob("*.jpg"))[:n_images]
     start = time.perf_counter()

@@ -51,7 +51,7 @@ def png_thumbnail(path: str, size: int) -> bytes:
 def _read_rgb(image: Any) -> np.ndarray:
     if isinstance(image, np.ndarray):
         return image
-    from fashion_utils.data import read_image_rgb
+    from fashion_utils.image_files import read_image_rgb
 
     return read_image_rgb(image)
 
@@ -171,7 +171,7 @@ class RecommendationExplorer:
     """An ipywidgets explorer: pick a product, see its k nearest products.
 
     Args:
-        index: a :class:`fashion_utils.recommend.SimilarityIndex` (with metadata for filters).
+        index: a :class:`fashion_utils.similarity.SimilarityIndex` (with metadata for filters).
         catalog: the catalog (``id``, ``image_path``, label columns); only ids in the index
             are browsable.
         k: neighbours shown.

@@ -5,7 +5,7 @@ in Debian's headless Chromium through Playwright. This module holds what it need
 
 - :func:`find_chromium`, :data:`CHROMIUM_ARGS`: the browser and its flags;
 - :func:`write_explorer_notebook`: a tiny catalog (PNG images, 3 classes, clustered vectors) and a
-  notebook that builds a :class:`~fashion_utils.recommend.SimilarityIndex` on it and displays a
+  notebook that builds a :class:`~fashion_utils.similarity.SimilarityIndex` on it and displays a
   :class:`~fashion_utils.widgets.RecommendationExplorer`; the same index is rebuilt in the test
   process to know the expected neighbours;
 - :class:`ServerProcess`: a JupyterLab or Voilà server on a free loopback port with throw-away
@@ -130,7 +130,7 @@ class ExplorerNotebook:
 
 def build_index(catalog: pd.DataFrame, vectors: np.ndarray) -> Any:
     """The index the notebook builds (same call, same arguments)."""
-    from fashion_utils.recommend import SimilarityIndex
+    from fashion_utils.similarity import SimilarityIndex
 
     return SimilarityIndex(catalog["id"], vectors, metadata=catalog[["id", "articleType", "masterCategory"]])
 
@@ -143,7 +143,7 @@ NOTEBOOK_CELLS = [
              "import numpy as np\n"
              "import pandas as pd\n"
              "from IPython.display import display\n"
-             "from fashion_utils.recommend import SimilarityIndex\n"
+             "from fashion_utils.similarity import SimilarityIndex\n"
              "from fashion_utils.widgets import RecommendationExplorer"),
     ("code", "catalog = pd.read_csv({csv!r}, dtype=str)\n"
              "vectors = np.load({npy!r})\n"

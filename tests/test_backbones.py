@@ -12,15 +12,9 @@ import struct
 import numpy as np
 import pytest
 
-from fashion_utils import backbones
-from fashion_utils.backbones import (
-    BACKBONE_NAMES,
-    UntrustedPickleError,
-    WeightsUnavailableError,
-    feature_dim,
-    load_backbone,
-    read_legacy_torch_file,
-)
+from fashion_utils import backbones, lite0
+from fashion_utils.backbones import BACKBONE_NAMES, feature_dim, load_backbone
+from fashion_utils.lite0 import UntrustedPickleError, WeightsUnavailableError, read_legacy_torch_file
 
 # ImageNet indices (0-based, standard synset order).
 DAISY, BELL_COTE, BOATHOUSE, CASTLE, MONASTERY, PALACE = 985, 442, 449, 483, 663, 698
@@ -82,7 +76,7 @@ def _lite0_reference_logits(image: np.ndarray, state: dict[str, np.ndarray]) -> 
     x = (image.astype(np.float64) / 255 - 0.5) / 0.5
     x = relu6(bn(conv(x, sd["_conv_stem.weight"], 2), "_bn0"))
     index, channels = 0, 32
-    for repeats, _kernel, stride, expansion, out_channels in backbones.LITE0_BLOCKS:
+    for repeats, _kernel, stride, expansion, out_channels in lite0.LITE0_BLOCKS:
         for repeat in range(repeats):
             p, s, shortcut = f"_blocks.{index}", (stride if repeat == 0 else 1), x
             if expansion != 1:
@@ -173,7 +167,7 @@ def test_lite0_classifies_sklearn_sample_images(lite0_classifier):
 def test_lite0_logits_match_numpy_reference(lite0_classifier):
     import keras
 
-    state = read_legacy_torch_file(backbones._lite0_source_file())
+    state = read_legacy_torch_file(lite0._lite0_source_file())
     image = _sample_image("china.jpg")
     logits_model = keras.Model(lite0_classifier.input, lite0_classifier.get_layer("logits").output)
     logits = np.asarray(logits_model(image[None], training=False))[0]
@@ -188,12 +182,12 @@ def test_lite0_matches_reference_at_odd_sizes(lite0_cache, image_size):
     rng = np.random.default_rng(0)
     image = rng.uniform(0, 255, (image_size, image_size, 3)).astype("float32")
     logits = np.asarray(keras.Model(model.input, model.get_layer("logits").output)(image[None]))[0]
-    state = read_legacy_torch_file(backbones._lite0_source_file())
+    state = read_legacy_torch_file(lite0._lite0_source_file())
     np.testing.assert_allclose(logits, _lite0_reference_logits(image, state), atol=2e-4)
 
 
 def test_lite0_state_dict_has_the_expected_entries():
-    state = read_legacy_torch_file(backbones._lite0_source_file())
+    state = read_legacy_torch_file(lite0._lite0_source_file())
     assert len(state) == 296
     assert sum(k.endswith("num_batches_tracked") for k in state) == 49
     assert "_blocks.0._expand_conv.weight" not in state  # block 0 has no expansion conv
@@ -205,14 +199,14 @@ def test_lite0_state_dict_has_the_expected_entries():
 def test_converted_weights_are_cached_atomically_and_reused(
     lite0_cache, lite0_classifier, monkeypatch
 ):
-    cached = lite0_cache / backbones._LITE0_CACHE_NAME
+    cached = lite0_cache / lite0._LITE0_CACHE_NAME
     assert cached.is_file()
     assert [p.name for p in lite0_cache.iterdir()] == [cached.name]  # no temporary leftovers
 
     def refuse(*args, **kwargs):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(backbones, "read_legacy_torch_file", refuse)
+    monkeypatch.setattr(lite0, "read_legacy_torch_file", refuse)
     features = load_backbone("efficientnet_lite0", image_size=224)
     full = lite0_classifier.get_layer("top_conv").get_weights()[0]
     np.testing.assert_array_equal(features.get_layer("top_conv").get_weights()[0], full)
@@ -220,7 +214,7 @@ def test_converted_weights_are_cached_atomically_and_reused(
 
 def test_corrupt_cache_is_converted_again(tmp_path, monkeypatch):
     monkeypatch.setenv("FASHION_UTILS_CACHE", str(tmp_path))
-    cached = tmp_path / backbones._LITE0_CACHE_NAME
+    cached = tmp_path / lite0._LITE0_CACHE_NAME
     cached.write_bytes(b"not an npz file")
     model = load_backbone("efficientnet_lite0", image_size=32)
     assert model.output.shape == (None, 1280)
@@ -352,7 +346,7 @@ def test_lite0_architecture_has_no_squeeze_excitation_and_relu6():
     assert bns and all(layer.epsilon == 1e-3 for layer in bns)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == 4_652_008  # Lite0: 4.65 M trainable parameters
-    state = read_legacy_torch_file(backbones._lite0_source_file())
+    state = read_legacy_torch_file(lite0._lite0_source_file())
     in_file = sum(a.size for k, a in state.items() if not k.endswith("num_batches_tracked"))
     assert model.count_params() == in_file  # + BN moving statistics: every entry has a place
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import data
+from fashion_utils import data, fashion_mnist, image_files
 
 KEPT = ["1001", "1002", "1003", "1004", "1005", "1010", "1011", "1012", "1013", "1014"]
 EXCLUDED = [  # (id, reason or reason prefix), in file order
@@ -97,7 +97,7 @@ def test_image_info_lists_modes_of_kept_images(quirky):
 
 def test_read_image_rgb_gives_uint8_rgb_for_every_kept_image(quirky):
     for path in quirky[0]["image_path"]:
-        image = data.read_image_rgb(path)
+        image = image_files.read_image_rgb(path)
         assert image.shape == (24, 32, 3) and image.dtype == np.uint8
 
 
@@ -168,60 +168,60 @@ def test_clean_catalog_fixture_loads_without_exclusions(tiny_kaggle_dir):
 def test_read_image_rgb_every_mode(make_image, tmp_path, mode, suffix):
     path = make_image(tmp_path / f"image{suffix}", mode=mode, size=(20, 10))
     assert Image.open(path).mode == mode or suffix in (".gif",)
-    image = data.read_image_rgb(path)
+    image = image_files.read_image_rgb(path)
     assert image.shape == (10, 20, 3) and image.dtype == np.uint8
-    assert data.read_image_rgb(path, size=8).shape == (8, 8, 3)
-    assert data.check_image_file(path) is None
+    assert image_files.read_image_rgb(path, size=8).shape == (8, 8, 3)
+    assert image_files.check_image_file(path) is None
 
 
 def test_read_image_rgb_keeps_pixel_values(make_image, tmp_path):
     grey = make_image(tmp_path / "grey.png", mode="L")
     expected = np.asarray(Image.open(grey))
-    image = data.read_image_rgb(grey)
+    image = image_files.read_image_rgb(grey)
     for channel in range(3):
         np.testing.assert_array_equal(image[..., channel], expected)
     wide = make_image(tmp_path / "wide.png", mode="I;16")
-    np.testing.assert_array_equal(data.read_image_rgb(wide)[..., 0], expected)  # 16-bit scaled back to 8
+    np.testing.assert_array_equal(image_files.read_image_rgb(wide)[..., 0], expected)  # 16-bit scaled back to 8
     rgba = make_image(tmp_path / "rgba.png", mode="RGBA")
-    np.testing.assert_array_equal(data.read_image_rgb(rgba), np.asarray(Image.open(rgba))[..., :3])
+    np.testing.assert_array_equal(image_files.read_image_rgb(rgba), np.asarray(Image.open(rgba))[..., :3])
 
 
 @pytest.mark.parametrize("size", [0, -3, 2.5, "32", True])
 def test_read_image_rgb_rejects_bad_size(make_image, tmp_path, size):
     path = make_image(tmp_path / "a.png")
     with pytest.raises(ValueError, match="Received: size="):
-        data.read_image_rgb(path, size=size)
+        image_files.read_image_rgb(path, size=size)
 
 
 def test_read_image_rgb_errors(quirky_kaggle_dir):
     images = quirky_kaggle_dir / "images"
     with pytest.raises(FileNotFoundError):
-        data.read_image_rgb(images / "1006.jpg")
+        image_files.read_image_rgb(images / "1006.jpg")
     for name in ("1007.jpg", "1008.jpg", "1009.jpg"):
         with pytest.raises(ValueError, match="cannot decode image"):
-            data.read_image_rgb(images / name)
+            image_files.read_image_rgb(images / name)
 
 
 def test_check_image_file_reasons(quirky_kaggle_dir, make_image, tmp_path):
     images = quirky_kaggle_dir / "images"
-    assert data.check_image_file(images / "1006.jpg") == "missing image file"
-    assert data.check_image_file(images / "1007.jpg") == "empty file"
-    assert data.check_image_file(images / "1008.jpg") == "truncated image"
-    assert data.check_image_file(images / "1009.jpg").startswith("not an image: ")
+    assert image_files.check_image_file(images / "1006.jpg") == "missing image file"
+    assert image_files.check_image_file(images / "1007.jpg") == "empty file"
+    assert image_files.check_image_file(images / "1008.jpg") == "truncated image"
+    assert image_files.check_image_file(images / "1009.jpg").startswith("not an image: ")
     png = make_image(tmp_path / "cut.png", size=(64, 64)).read_bytes()
     (tmp_path / "cut.png").write_bytes(png[: len(png) - 30])
-    assert data.check_image_file(tmp_path / "cut.png") == "truncated image"
+    assert image_files.check_image_file(tmp_path / "cut.png") == "truncated image"
     head_only = (images / "1001.jpg").read_bytes()[:10]
     (tmp_path / "head.jpg").write_bytes(head_only)
-    assert data.check_image_file(tmp_path / "head.jpg") == "truncated image"
+    assert image_files.check_image_file(tmp_path / "head.jpg") == "truncated image"
     webp = make_image(tmp_path / "x.webp")
-    assert data.check_image_file(webp) == "unsupported image format: WEBP"
+    assert image_files.check_image_file(webp) == "unsupported image format: WEBP"
 
 
 def test_jpeg_with_trailing_bytes_is_valid(make_image, tmp_path):
     path = make_image(tmp_path / "padded.jpg")
     path.write_bytes(path.read_bytes() + b"\x00" * 10 + b"trailing junk")
-    assert data.check_image_file(path) is None  # full decode settles it
+    assert image_files.check_image_file(path) is None  # full decode settles it
 
 
 # --------------------------------------------------------------------------- the check cache
@@ -231,8 +231,8 @@ def test_check_cache_serves_the_second_load(quirky_kaggle_dir, tmp_path):
     cache_dir = tmp_path / "cache"
     first_catalog, first = data.load_catalog(quirky_kaggle_dir, cache_dir=cache_dir)
     assert first.n_from_cache == 0
-    assert (cache_dir / data.CHECK_CACHE_NAME).is_file()
-    assert [p.name for p in cache_dir.iterdir()] == [data.CHECK_CACHE_NAME]  # no temp file left
+    assert (cache_dir / image_files.CHECK_CACHE_NAME).is_file()
+    assert [p.name for p in cache_dir.iterdir()] == [image_files.CHECK_CACHE_NAME]  # no temp file left
     second_catalog, second = data.load_catalog(quirky_kaggle_dir, cache_dir=cache_dir)
     assert second.n_from_cache == second.n_images_checked == first.n_images_checked == 13
     pd.testing.assert_frame_equal(first_catalog, second_catalog)
@@ -256,7 +256,7 @@ def test_changed_file_invalidates_its_cache_entry(quirky_kaggle_dir, make_image,
 def test_unreadable_cache_is_rebuilt(quirky_kaggle_dir, tmp_path):
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
-    (cache_dir / data.CHECK_CACHE_NAME).write_text("garbage\n1,2\n")
+    (cache_dir / image_files.CHECK_CACHE_NAME).write_text("garbage\n1,2\n")
     catalog, report = data.load_catalog(quirky_kaggle_dir, cache_dir=cache_dir)
     assert catalog["id"].tolist() == KEPT and report.n_from_cache == 0
     assert any("unreadable" in note for note in report.notes)
@@ -330,27 +330,27 @@ def no_fashion_mnist_env(monkeypatch):
 
 
 def test_fashion_mnist_mapping_is_complete():
-    assert list(data.FASHION_MNIST_ATTRIBUTES) == list(data.FASHION_MNIST_LABELS)
-    for attributes in data.FASHION_MNIST_ATTRIBUTES.values():
+    assert list(fashion_mnist.FASHION_MNIST_ATTRIBUTES) == list(fashion_mnist.FASHION_MNIST_LABELS)
+    for attributes in fashion_mnist.FASHION_MNIST_ATTRIBUTES.values():
         assert "/" not in attributes["articleType"]
         assert attributes["masterCategory"] in {"Apparel", "Footwear", "Accessories"}
-    assert len({a["articleType"] for a in data.FASHION_MNIST_ATTRIBUTES.values()}) == 10
+    assert len({a["articleType"] for a in fashion_mnist.FASHION_MNIST_ATTRIBUTES.values()}) == 10
 
 
 def test_prepare_fashion_mnist_writes_the_kaggle_layout(fashion_mnist_idx, tmp_path, no_fashion_mnist_env):
-    out = data.prepare_fashion_mnist(tmp_path / "fmnist", source_dir=fashion_mnist_idx.path)
+    out = fashion_mnist.prepare_fashion_mnist(tmp_path / "fmnist", source_dir=fashion_mnist_idx.path)
     assert out == (tmp_path / "fmnist").resolve()
     styles = pd.read_csv(out / "styles.csv", dtype=str)
     assert list(styles.columns) == ["id", "label", "articleType", "subCategory", "masterCategory", "split"]
     assert styles["id"].tolist() == [str(i) for i in range(16)]
     assert styles["split"].tolist() == ["train"] * 12 + ["test"] * 4
     labels = np.concatenate([fashion_mnist_idx.train_labels, fashion_mnist_idx.test_labels])
-    assert styles["label"].tolist() == [data.FASHION_MNIST_LABELS[i] for i in labels]
+    assert styles["label"].tolist() == [fashion_mnist.FASHION_MNIST_LABELS[i] for i in labels]
     first = styles.iloc[0]  # label 0
     assert first[["label", "articleType", "subCategory", "masterCategory"]].tolist() == \
         ["T-shirt/top", "Tshirt", "Topwear", "Apparel"]
     for _, row in styles.iterrows():
-        expected = data.FASHION_MNIST_ATTRIBUTES[row["label"]]
+        expected = fashion_mnist.FASHION_MNIST_ATTRIBUTES[row["label"]]
         assert row[["articleType", "subCategory", "masterCategory"]].to_dict() == expected
     pictures = np.concatenate([fashion_mnist_idx.train_images, fashion_mnist_idx.test_images])
     for i in range(16):
@@ -360,34 +360,34 @@ def test_prepare_fashion_mnist_writes_the_kaggle_layout(fashion_mnist_idx, tmp_p
     assert not list(tmp_path.glob(".fmnist.tmp-*"))
     catalog, report = data.load_catalog(out)
     assert len(catalog) == 16 and report.n_excluded == 0
-    assert list(catalog.columns) == ["id", "image_path", *data.FASHION_MNIST_COLUMNS[1:]]
+    assert list(catalog.columns) == ["id", "image_path", *fashion_mnist.FASHION_MNIST_COLUMNS[1:]]
 
 
 def test_prepare_fashion_mnist_is_idempotent(fashion_mnist_idx, tmp_path, monkeypatch, no_fashion_mnist_env):
-    out = data.prepare_fashion_mnist(tmp_path / "fmnist", source_dir=fashion_mnist_idx.path)
+    out = fashion_mnist.prepare_fashion_mnist(tmp_path / "fmnist", source_dir=fashion_mnist_idx.path)
     stamp = (out / "styles.csv").stat().st_mtime_ns
 
     def fail(*args, **kwargs):
         raise AssertionError("the source was read again")
 
-    monkeypatch.setattr(data, "read_idx", fail)
-    assert data.prepare_fashion_mnist(out, source_dir=fashion_mnist_idx.path) == out
+    monkeypatch.setattr(fashion_mnist, "read_idx", fail)
+    assert fashion_mnist.prepare_fashion_mnist(out, source_dir=fashion_mnist_idx.path) == out
     assert (out / "styles.csv").stat().st_mtime_ns == stamp
 
 
 def test_incomplete_folders_are_not_taken_as_complete(fashion_mnist_idx, tmp_path, no_fashion_mnist_env):
-    out = data.prepare_fashion_mnist(tmp_path / "fmnist", source_dir=fashion_mnist_idx.path)
-    (out / data.COMPLETION_MARKER).unlink()  # an interrupted write: no marker
+    out = fashion_mnist.prepare_fashion_mnist(tmp_path / "fmnist", source_dir=fashion_mnist_idx.path)
+    (out / fashion_mnist.COMPLETION_MARKER).unlink()  # an interrupted write: no marker
     (out / "images" / "3.png").unlink()
     stale = tmp_path / ".fmnist.tmp-999999999"  # left by a crashed run (no such process)
     (stale / "images").mkdir(parents=True)
     (stale / "styles.csv").write_text("id,label\n")
-    assert data.prepare_fashion_mnist(out, source_dir=fashion_mnist_idx.path) == out
-    assert (out / data.COMPLETION_MARKER).is_file() and (out / "images" / "3.png").is_file()
+    assert fashion_mnist.prepare_fashion_mnist(out, source_dir=fashion_mnist_idx.path) == out
+    assert (out / fashion_mnist.COMPLETION_MARKER).is_file() and (out / "images" / "3.png").is_file()
     assert not stale.exists()
     with open(out / "styles.csv", "a") as fh:  # marker present but row count wrong
         fh.write("16,Bag,Bag,Bags,Accessories,test\n")
-    data.prepare_fashion_mnist(out, source_dir=fashion_mnist_idx.path)
+    fashion_mnist.prepare_fashion_mnist(out, source_dir=fashion_mnist_idx.path)
     assert len(pd.read_csv(out / "styles.csv")) == 16
 
 
@@ -397,37 +397,37 @@ def test_prepare_fashion_mnist_sources(fashion_mnist_idx, tmp_path, monkeypatch)
     for path in fashion_mnist_idx.path.iterdir():  # uncompressed names work too
         (plain / path.name[:-3]).write_bytes(gzip.decompress(path.read_bytes()))
     monkeypatch.setenv("FASHION_MNIST_DIR", str(plain))
-    out = data.prepare_fashion_mnist(tmp_path / "from_env")
-    assert json.loads((out / data.COMPLETION_MARKER).read_text())["source"] == str(plain.resolve())
+    out = fashion_mnist.prepare_fashion_mnist(tmp_path / "from_env")
+    assert json.loads((out / fashion_mnist.COMPLETION_MARKER).read_text())["source"] == str(plain.resolve())
     with pytest.raises(FileNotFoundError, match="source_dir="):
-        data.prepare_fashion_mnist(tmp_path / "other", source_dir=tmp_path / "empty")
+        fashion_mnist.prepare_fashion_mnist(tmp_path / "other", source_dir=tmp_path / "empty")
 
 
 def test_prepare_fashion_mnist_refuses_a_foreign_folder(fashion_mnist_idx, tmp_path, no_fashion_mnist_env):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     with pytest.raises(ValueError, match="not a \\(partial\\) Fashion-MNIST folder"):
-        data.prepare_fashion_mnist(tmp_path / "mine", source_dir=fashion_mnist_idx.path)
+        fashion_mnist.prepare_fashion_mnist(tmp_path / "mine", source_dir=fashion_mnist_idx.path)
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
 
 
 def test_prepare_fashion_mnist_never_replaces_another_catalog(fashion_mnist_idx, tiny_kaggle_dir, no_fashion_mnist_env):
     before = sorted(p.name for p in (tiny_kaggle_dir / "images").iterdir())
     with pytest.raises(ValueError, match="out_dir="):  # styles.csv + images/, but not ours
-        data.prepare_fashion_mnist(tiny_kaggle_dir, source_dir=fashion_mnist_idx.path)
+        fashion_mnist.prepare_fashion_mnist(tiny_kaggle_dir, source_dir=fashion_mnist_idx.path)
     assert sorted(p.name for p in (tiny_kaggle_dir / "images").iterdir()) == before
 
 
 def test_read_idx_rejects_bad_files(fashion_mnist_idx, tmp_path):
-    images = data.read_idx(fashion_mnist_idx.path / "train-images-idx3-ubyte.gz")
+    images = fashion_mnist.read_idx(fashion_mnist_idx.path / "train-images-idx3-ubyte.gz")
     np.testing.assert_array_equal(images, fashion_mnist_idx.train_images)
     (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04rest")
     with pytest.raises(ValueError, match="bad magic number"):
-        data.read_idx(tmp_path / "bad")
+        fashion_mnist.read_idx(tmp_path / "bad")
     raw = gzip.decompress((fashion_mnist_idx.path / "t10k-labels-idx1-ubyte.gz").read_bytes())
     (tmp_path / "short").write_bytes(raw[:-1])
     with pytest.raises(ValueError, match="needs 4"):
-        data.read_idx(tmp_path / "short")
+        fashion_mnist.read_idx(tmp_path / "short")
 
 
 def test_cli_prepares_and_reports(fashion_mnist_idx, tmp_path, output_root, capsys, no_fashion_mnist_env):
@@ -435,7 +435,7 @@ def test_cli_prepares_and_reports(fashion_mnist_idx, tmp_path, output_root, caps
                       "--source", str(fashion_mnist_idx.path)]) == 0
     printed = capsys.readouterr().out
     assert str((tmp_path / "cli").resolve()) in printed and "kept" in printed and "16" in printed
-    assert (output_root / "data" / "interim" / "cli" / data.CHECK_CACHE_NAME).is_file()
+    assert (output_root / "data" / "interim" / "cli" / image_files.CHECK_CACHE_NAME).is_file()
     assert data.main(["check", str(tmp_path / "cli")]) == 0
     assert "16 from cache" in capsys.readouterr().out
 
@@ -445,4 +445,4 @@ def test_cli_leaves_another_data_dir_alone(tiny_kaggle_dir, output_root, capsys,
     assert data.main(["prepare-fashion-mnist"]) == 0
     printed = capsys.readouterr().out
     assert "Fashion-MNIST not prepared" in printed and "24" in printed
-    assert not (tiny_kaggle_dir / data.COMPLETION_MARKER).exists()
+    assert not (tiny_kaggle_dir / fashion_mnist.COMPLETION_MARKER).exists()

@@ -180,7 +180,7 @@ def test_dct_scaled_decode_matches_full_decode(tmp_path):
     assert fast.shape == full.shape == (96, 96, 3)
     assert np.abs(fast - full).mean() < 2.0  # of 255
     assert np.abs(fast - full).max() < 40
-    from fashion_utils.data import read_image_rgb
+    from fashion_utils.image_files import read_image_rgb
 
     pil_fast = read_image_rgb(path, size=96).astype(np.float32)
     assert np.abs(pil_fast - full).mean() < 3.0

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.notebooks
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """Execute all notebooks once, in order, with outputs in a throw-away root."""
-    from fashion_utils.data import prepare_fashion_mnist
+    from fashion_utils.fashion_mnist import prepare_fashion_mnist
 
     prepare_fashion_mnist(config.default_data_dir())  # idempotent: a no-op once prepared
     root = tmp_path_factory.mktemp("quick-study")

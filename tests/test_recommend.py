@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import recommend
-from fashion_utils.recommend import SimilarityIndex
+from fashion_utils import bench_recommender, embeddings, retrieval, similarity
+from fashion_utils.similarity import SimilarityIndex
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -47,7 +47,7 @@ def random_index_data():
 
 def test_l2_normalize_gives_unit_rows_and_keeps_zero_rows():
     x = np.array([[3.0, 4.0], [0.0, 0.0], [-1.0, 0.0]])
-    out = recommend.l2_normalize(x)
+    out = embeddings.l2_normalize(x)
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0], [-1.0, 0.0]])
     assert out.dtype == np.float32
     assert x[0, 0] == 3.0  # the input is not modified
@@ -55,11 +55,11 @@ def test_l2_normalize_gives_unit_rows_and_keeps_zero_rows():
 
 def test_l2_normalize_rejects_non_finite_values():
     with pytest.raises(ValueError, match="non-finite"):
-        recommend.l2_normalize([[1.0, np.nan]])
+        embeddings.l2_normalize([[1.0, np.nan]])
 
 
 def test_histogram_vector_of_a_black_image_by_hand():
-    v = recommend.histogram_vector(np.zeros((5, 5, 3), np.uint8), bins=4, intensity_bins=32)
+    v = embeddings.histogram_vector(np.zeros((5, 5, 3), np.uint8), bins=4, intensity_bins=32)
     expected = np.zeros(64 + 32, np.float32)
     expected[[0, 64]] = 1 / np.sqrt(2)  # all pixels in colour cell 0 and grey bin 0
     np.testing.assert_allclose(v, expected, atol=1e-7)
@@ -70,10 +70,10 @@ def test_histogram_vector_separates_colours():
     red[..., 0] = 255
     blue = np.zeros((4, 4, 3), np.uint8)
     blue[..., 2] = 255
-    assert float(recommend.histogram_vector(red) @ recommend.histogram_vector(red)) == pytest.approx(1.0)
-    assert float(recommend.histogram_vector(red) @ recommend.histogram_vector(blue)) < 0.01
+    assert float(embeddings.histogram_vector(red) @ embeddings.histogram_vector(red)) == pytest.approx(1.0)
+    assert float(embeddings.histogram_vector(red) @ embeddings.histogram_vector(blue)) < 0.01
     with pytest.raises(ValueError, match="RGB uint8"):
-        recommend.histogram_vector(np.zeros((4, 4), np.uint8))
+        embeddings.histogram_vector(np.zeros((4, 4), np.uint8))
 
 
 @pytest.fixture
@@ -93,12 +93,12 @@ def image_catalog(tmp_path):
 
 
 def test_histogram_embeddings_are_cached(image_catalog, tmp_path):
-    ids, v = recommend.histogram_embeddings(image_catalog, cache_dir=tmp_path / "cache", image_size=16,
+    ids, v = embeddings.histogram_embeddings(image_catalog, cache_dir=tmp_path / "cache", image_size=16,
                                             progress=False)
     assert list(ids) == image_catalog["id"].tolist() and v.shape == (8, 96)
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-6)
     assert len(list((tmp_path / "cache").glob("histogram_*.npy"))) == 1
-    _, again = recommend.histogram_embeddings(image_catalog, cache_dir=tmp_path / "cache", image_size=16,
+    _, again = embeddings.histogram_embeddings(image_catalog, cache_dir=tmp_path / "cache", image_size=16,
                                               progress=False)
     np.testing.assert_array_equal(v, again)
 
@@ -109,7 +109,7 @@ def test_histogram_embeddings_are_cached(image_catalog, tmp_path):
 @pytest.mark.parametrize("prune", [False, True])
 def test_exact_index_matches_brute_force(random_index_data, monkeypatch, prune):
     ids, x = random_index_data
-    monkeypatch.setattr(recommend, "_SCORE_BUDGET_BYTES", 4 * 1024 * 8)  # force several chunks
+    monkeypatch.setattr(similarity, "_SCORE_BUDGET_BYTES", 4 * 1024 * 8)  # force several chunks
     index = SimilarityIndex(ids, x, prune=prune, prune_dims=8)
     assert index.prune is prune
     for q in [0, 17, 2999]:
@@ -123,7 +123,7 @@ def test_pruned_search_is_exact_on_low_rank_data():
     """Where the bound prunes (most energy in a few directions), results stay exact."""
     rng = np.random.default_rng(1)
     z = rng.standard_normal((4000, 6)) @ rng.standard_normal((6, 300))
-    x = recommend.l2_normalize(z + 0.05 * rng.standard_normal(z.shape))
+    x = embeddings.l2_normalize(z + 0.05 * rng.standard_normal(z.shape))
     ids = np.arange(len(x))
     pruned = SimilarityIndex(ids, x, prune=True, prune_dims=16)
     for q in rng.choice(len(x), 25, replace=False):
@@ -245,7 +245,7 @@ def test_faiss_ivf_with_every_list_probed_is_exact(random_index_data):
 
 
 def test_faiss_hnsw_recall_is_high_on_clustered_data():
-    x = recommend.synthetic_embeddings(2000, 32, n_clusters=20, intrinsic_dim=8, seed=3)
+    x = bench_recommender.synthetic_embeddings(2000, 32, n_clusters=20, intrinsic_dim=8, seed=3)
     ids = np.arange(len(x)).astype(str)
     exact = SimilarityIndex(ids, x)
     hnsw = SimilarityIndex(ids, x, backend="faiss", faiss_index="hnsw", hnsw_m=16, ef_search=64)
@@ -256,7 +256,7 @@ def test_faiss_hnsw_recall_is_high_on_clustered_data():
 def test_recall_at_k_by_hand():
     found = np.array([[1, 2, 3], [4, 5, -1]])
     truth = np.array([[1, 2, 9], [4, 7, 8]])
-    assert recommend.recall_at_k(found, truth) == pytest.approx(3 / 6)
+    assert similarity.recall_at_k(found, truth) == pytest.approx(3 / 6)
 
 
 # --------------------------------------------------------------------------- new images
@@ -274,7 +274,7 @@ def tiny_model():
 
 
 def test_query_image_embeds_a_new_photo_on_the_fly(image_catalog, tiny_model, tmp_path):
-    vectors = recommend.embed_image_files(image_catalog["image_path"], model=tiny_model, image_size=16)
+    vectors = embeddings.embed_image_files(image_catalog["image_path"], model=tiny_model, image_size=16)
     index = SimilarityIndex(image_catalog["id"], vectors, metadata=image_catalog[["id", "articleType"]])
     photo = tmp_path / "new_photo.jpg"  # a product not in the catalog: a re-encoded, shifted copy of i5
     img = np.asarray(Image.open(image_catalog.loc[5, "image_path"]).convert("RGB"))
@@ -285,7 +285,7 @@ def test_query_image_embeds_a_new_photo_on_the_fly(image_catalog, tiny_model, tm
 
 
 def test_query_image_errors(image_catalog, tiny_model, tmp_path):
-    vectors = recommend.embed_image_files(image_catalog["image_path"], model=tiny_model, image_size=16)
+    vectors = embeddings.embed_image_files(image_catalog["image_path"], model=tiny_model, image_size=16)
     index = SimilarityIndex(image_catalog["id"], vectors)
     with pytest.raises(FileNotFoundError, match="nothere.png"):
         index.query_image(tmp_path / "nothere.png", model=tiny_model, image_size=16)
@@ -304,16 +304,16 @@ def test_embedding_model_takes_the_penultimate_dense_layer(tmp_path, image_catal
     x = keras.layers.Dropout(0.2)(x)
     outputs = keras.layers.Dense(3, activation="softmax", name="classes")(x)
     model = keras.Model(inputs, outputs, name="finetuned")
-    assert recommend.embedding_model(model).output_shape == (None, 7)
+    assert embeddings.embedding_model(model).output_shape == (None, 7)
     path = tmp_path / "models" / "finetuned_articleType.keras"
     path.parent.mkdir()
     model.save(path)
-    assert recommend.find_finetuned_model(path.parent, target="masterCategory") == path
-    assert recommend.find_finetuned_model(tmp_path, target="articleType") is None
-    ids, v = recommend.finetuned_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
+    assert embeddings.find_finetuned_model(path.parent, target="masterCategory") == path
+    assert embeddings.find_finetuned_model(tmp_path, target="articleType") is None
+    ids, v = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
     assert v.shape == (8, 7) and list(ids) == image_catalog["id"].tolist()
     with pytest.raises(ValueError, match="no layer 'nope'"):
-        recommend.embedding_model(model, layer_name="nope")
+        embeddings.embedding_model(model, layer_name="nope")
 
 
 def test_embedding_model_finds_the_dense_layer_inside_a_nested_head(tmp_path, image_catalog):
@@ -328,16 +328,16 @@ def test_embedding_model_finds_the_dense_layer_inside_a_nested_head(tmp_path, im
     head = keras.Model(head_in, keras.layers.Dense(4, name="predictions")(h), name="head")
     image = keras.Input((None, None, 3), name="image")
     model = keras.Model(image, head(backbone(keras.layers.Resizing(16, 16, name="resize")(image))), name="e2e")
-    embed = recommend.embedding_model(model)
-    assert embed.output_shape == (None, 6) and recommend.model_image_size(embed) == 16
+    embed = embeddings.embedding_model(model)
+    assert embed.output_shape == (None, 6) and embeddings.model_image_size(embed) == 16
     x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
     dense = head.get_layer("dense_0")
     expected = np.maximum(0, x.mean(axis=(1, 2)) @ dense.kernel.numpy() + dense.bias.numpy())
     np.testing.assert_allclose(embed(x).numpy(), expected, rtol=1e-5, atol=1e-5)
-    assert recommend.embedding_model(model, layer_name="dense_0").output_shape == (None, 6)
+    assert embeddings.embedding_model(model, layer_name="dense_0").output_shape == (None, 6)
     path = tmp_path / "finetuned_articleType.keras"
     model.save(path)
-    ids, v = recommend.finetuned_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
+    ids, v = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
     assert v.shape == (8, 6)  # image size read from the Resizing layer
 
 
@@ -348,37 +348,37 @@ def test_precision_and_average_precision_by_hand():
     rel = np.array([[1, 0, 1, 0, 0],
                     [0, 0, 0, 0, 0],
                     [1, 1, 1, 1, 1]], dtype=bool)
-    assert recommend.precision_at_k(rel) == pytest.approx((2 / 5 + 0 + 1) / 3)
-    assert recommend.precision_at_k(rel, k=1) == pytest.approx(2 / 3)
-    ap = recommend.average_precision_at_k(rel, n_relevant=[2, 3, 10])
+    assert retrieval.precision_at_k(rel) == pytest.approx((2 / 5 + 0 + 1) / 3)
+    assert retrieval.precision_at_k(rel, k=1) == pytest.approx(2 / 3)
+    ap = retrieval.average_precision_at_k(rel, n_relevant=[2, 3, 10])
     np.testing.assert_allclose(ap, [(1 + 2 / 3) / 2, 0.0, 1.0])
     # R = 4 relevant items in the gallery, two found at ranks 2 and 4: (1/2 + 2/4) / 4
-    assert recommend.average_precision_at_k([[0, 1, 0, 1]], n_relevant=4)[0] == pytest.approx(0.25)
+    assert retrieval.average_precision_at_k([[0, 1, 0, 1]], n_relevant=4)[0] == pytest.approx(0.25)
     # without R: averaged over the relevant items retrieved
-    assert recommend.average_precision_at_k([[0, 1, 0, 1]])[0] == pytest.approx(0.5)
-    assert recommend.mean_average_precision_at_k(rel, n_relevant=[2, 3, 10]) == pytest.approx(
+    assert retrieval.average_precision_at_k([[0, 1, 0, 1]])[0] == pytest.approx(0.5)
+    assert retrieval.mean_average_precision_at_k(rel, n_relevant=[2, 3, 10]) == pytest.approx(
         ((1 + 2 / 3) / 2 + 1) / 3)
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_metrics_are_one_for_perfect_lists_and_zero_for_empty_ones(k):
-    assert recommend.precision_at_k(np.ones((4, 5), bool), k=k) == 1.0
-    assert recommend.mean_average_precision_at_k(np.ones((4, 5), bool), k=k, n_relevant=100) == 1.0
-    assert recommend.precision_at_k(np.zeros((4, 5), bool), k=k) == 0.0
-    assert recommend.mean_average_precision_at_k(np.zeros((4, 5), bool), k=k) == 0.0
+    assert retrieval.precision_at_k(np.ones((4, 5), bool), k=k) == 1.0
+    assert retrieval.mean_average_precision_at_k(np.ones((4, 5), bool), k=k, n_relevant=100) == 1.0
+    assert retrieval.precision_at_k(np.zeros((4, 5), bool), k=k) == 0.0
+    assert retrieval.mean_average_precision_at_k(np.zeros((4, 5), bool), k=k) == 0.0
 
 
 def test_metric_errors():
     with pytest.raises(ValueError, match="k=6 exceeds the 5"):
-        recommend.precision_at_k(np.ones((2, 5)), k=6)
+        retrieval.precision_at_k(np.ones((2, 5)), k=6)
     with pytest.raises(ValueError, match="\\(queries, k\\) matrix"):
-        recommend.precision_at_k(np.ones(5))
+        retrieval.precision_at_k(np.ones(5))
 
 
 def test_evaluate_neighbours_by_hand():
     labels = pd.DataFrame({"articleType": ["a", "a", "b", "b", "b"], "master": ["x"] * 5})
     neighbours = np.array([[1, 2], [4, 3]])  # query 0 (a): a, b ; query 2 (b): b, b
-    table = recommend.evaluate_neighbours(neighbours, [0, 2], labels, k=2, map_k=2)
+    table = retrieval.evaluate_neighbours(neighbours, [0, 2], labels, k=2, map_k=2)
     assert table.loc["articleType", "precision@2"] == pytest.approx((1 / 2 + 1) / 2)
     # AP query 0: hit at rank 1, R = 1 -> 1; query 2: hits at 1, 2, R = 2 -> 1
     assert table.loc["articleType", "mAP@2"] == pytest.approx(1.0)
@@ -389,11 +389,11 @@ def test_evaluate_neighbours_by_hand():
 def test_random_neighbours_skip_the_query_and_score_at_chance():
     labels = pd.DataFrame({"c": np.repeat(["a", "b", "c", "d"], 250)})
     queries = np.arange(0, 1000, 7)
-    nb = recommend.random_neighbours(1000, queries, 10, seed=0)
+    nb = retrieval.random_neighbours(1000, queries, 10, seed=0)
     assert nb.shape == (len(queries), 10) and (nb != queries[:, None]).all()
     assert all(len(set(row)) == 10 for row in nb) and nb.min() >= 0 and nb.max() < 1000
-    np.testing.assert_array_equal(nb, recommend.random_neighbours(1000, queries, 10, seed=0))
-    table = recommend.evaluate_neighbours(nb, queries, labels, k=10, map_k=10)
+    np.testing.assert_array_equal(nb, retrieval.random_neighbours(1000, queries, 10, seed=0))
+    table = retrieval.evaluate_neighbours(nb, queries, labels, k=10, map_k=10)
     assert abs(table.loc["c", "precision@10"] - table.loc["c", "chance"]) < 0.05
 
 
@@ -404,7 +404,7 @@ def test_evaluate_index_on_separable_classes():
     x = centres[np.repeat(np.arange(3), 50)] + 0.5 * rng.standard_normal((150, 16))
     meta = pd.DataFrame({"id": np.arange(150).astype(str), "articleType": labels})
     index = SimilarityIndex(meta["id"], x, metadata=meta)
-    table = recommend.evaluate_index(index, meta["id"][::5], label_columns=["articleType"])
+    table = retrieval.evaluate_index(index, meta["id"][::5], label_columns=["articleType"])
     assert table.loc["articleType", "precision@5"] == 1.0 and table.loc["articleType", "mAP@10"] == 1.0
 
 
@@ -412,10 +412,10 @@ def test_query_ids_for_evaluation_prefers_saved_splits(tmp_path):
     catalog = pd.DataFrame({"id": ["1", "2", "3", "4"], "split": ["train", "test", "train", "test"]})
     splits = tmp_path / "splits.csv"
     pd.DataFrame({"id": ["1", "2", "3", "9"], "split": ["test", "train", "test", "test"]}).to_csv(splits, index=False)
-    assert recommend.query_ids_for_evaluation(catalog, splits_path=splits)[0] == ["1", "3"]
-    ids, source = recommend.query_ids_for_evaluation(catalog, splits_path=tmp_path / "missing.csv")
+    assert retrieval.query_ids_for_evaluation(catalog, splits_path=splits)[0] == ["1", "3"]
+    ids, source = retrieval.query_ids_for_evaluation(catalog, splits_path=tmp_path / "missing.csv")
     assert ids == ["2", "4"] and "split column" in source
-    ids, source = recommend.query_ids_for_evaluation(catalog.drop(columns="split"), fraction=0.5, seed=1)
+    ids, source = retrieval.query_ids_for_evaluation(catalog.drop(columns="split"), fraction=0.5, seed=1)
     assert len(ids) == 2 and "random" in source
 
 
@@ -423,16 +423,16 @@ def test_query_ids_for_evaluation_prefers_saved_splits(tmp_path):
 
 
 def test_synthetic_embeddings_are_the_same_in_any_slice():
-    whole = recommend.synthetic_embeddings(300, 8, seed=5)
-    np.testing.assert_array_equal(recommend.synthetic_embeddings(100, 8, seed=5, start=150), whole[150:250])
+    whole = bench_recommender.synthetic_embeddings(300, 8, seed=5)
+    np.testing.assert_array_equal(bench_recommender.synthetic_embeddings(100, 8, seed=5, start=150), whole[150:250])
     np.testing.assert_allclose(np.linalg.norm(whole, axis=1), 1.0, rtol=1e-5)
 
 
 def test_bench_recommender_runs_small(tmp_path):
-    result = recommend.bench_recommender(n_small=2000, n_large=3000, dim=16, n_queries=10, nlist=8,
+    result = bench_recommender.bench_recommender(n_small=2000, n_large=3000, dim=16, n_queries=10, nlist=8,
                                          nprobes=(8,), vectors=None, log=lambda _: None,
                                          synthetic_sets={"tiny": {"n_clusters": 5, "intrinsic_dim": 4}})
     assert result["exact"]["scan"]["p50_ms"] > 0 and result["exact"]["pruned"]["one_thread_cpu_p50_ms"] >= 0
     assert result["faiss_ivf"]["tiny"]["sweep"][0]["recall_at_k"] == pytest.approx(1.0)  # all lists probed
-    out = recommend.write_benchmark(result, tmp_path / "bench.json")
+    out = bench_recommender.write_benchmark(result, tmp_path / "bench.json")
     assert "recommend" in out.read_text()

@@ -10,13 +10,12 @@ import itertools
 import json
 import math
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from fashion_utils import tuning
+from fashion_utils import distributed, tuning
 
 DIM, CLASSES = 8, 3
 
@@ -344,7 +343,7 @@ def test_load_search_data_without_a_cache_says_so(tiny_kaggle_dir, output_root):
 
 def test_export_data_writes_synthetic_arrays(tmp_path, capsys):
     out = tmp_path / "search.npz"
-    assert tuning.main(["export-data", "--synthetic", "--out", str(out)]) == 0
+    assert distributed.main(["export-data", "--synthetic", "--out", str(out)]) == 0
     assert "synthetic" in capsys.readouterr().out
     assert tuning.read_search_data(out)["x_train"].ndim == 2
 
@@ -354,12 +353,12 @@ def test_chief_and_worker_need_the_kerastuner_environment(tmp_path, monkeypatch,
     for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(SystemExit, match="Set KERASTUNER_TUNER_ID"):
-        tuning.main(["worker", "--data-file", str(path), "--directory", str(tmp_path)])
+        distributed.main(["worker", "--data-file", str(path), "--directory", str(tmp_path)])
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
     monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
     monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "1")
     with pytest.raises(SystemExit, match="does not fit the role 'chief'"):
-        tuning.main(["chief", "--data-file", str(path), "--directory", str(tmp_path)])
+        distributed.main(["chief", "--data-file", str(path), "--directory", str(tmp_path)])
 
 
 # ---------------------------------------------------------------------------------- distributed
@@ -370,7 +369,7 @@ def test_distributed_search_survives_a_killed_worker(tmp_path, data):
     """A chief and two workers on 127.0.0.1 share one search; one worker is killed mid-search."""
     data_file = tuning.save_search_data(data, tmp_path / "search.npz")
     max_trials = 6
-    search = tuning.launch_distributed(workers=2, data_file=data_file, directory=tmp_path / "dist",
+    search = distributed.launch_distributed(workers=2, data_file=data_file, directory=tmp_path / "dist",
                                        max_trials=max_trials, epochs=2, patience=2, seed=5,
                                        threads_per_worker=1)
     with search:  # kills whatever still runs if anything below fails

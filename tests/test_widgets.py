@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fashion_utils import widgets
-from fashion_utils.recommend import SimilarityIndex
+from fashion_utils.similarity import SimilarityIndex
 
 matplotlib.use("Agg")
 

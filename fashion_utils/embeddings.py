@@ -1,0 +1,342 @@
+"""Embeddings for the recommender: pretrained, fine-tuned and colour-histogram vectors.
+
+Every embedding is L2-normalised, so cosine similarity is a dot product. The fine-tuned
+embeddings cut a saved end-to-end model (notebook 04) at its last hidden Dense layer;
+:func:`histogram_embeddings` is the colour baseline.
+"""
+
+from __future__ import annotations
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Sequence
+import numpy as np
+import pandas as pd
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def l2_normalize(vectors: Any) -> np.ndarray:
+    """Rows scaled to unit length (float32); all-zero rows stay zero.
+
+    Args:
+        vectors: a ``(N, D)`` or ``(D,)`` array of finite numbers.
+
+    Returns:
+        A new float32 array of the same shape.
+
+    Raises:
+        ValueError: non-finite values, or an array that is not 1-D or 2-D.
+    """
+    x = np.array(vectors, dtype=np.float32, copy=True)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"vectors must be 1-D or 2-D. Received: shape={x.shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])[:5].tolist() if x.ndim == 2 else []
+        raise ValueError(f"vectors hold {int(bad.sum())} non-finite value(s) (rows {rows}...)")
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    np.divide(x, norms, out=x, where=norms > 0)
+    return x
+
+
+def _dense_layers(model: Any, prefix: tuple = ()) -> list[tuple[tuple, Any]]:
+    """Every Dense layer in order, descending into nested models: ``(path of sub-models, layer)``."""
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            found.append((prefix, layer))
+        elif hasattr(layer, "layers"):
+            found.extend(_dense_layers(layer, prefix + (layer,)))
+    return found
+
+
+def _cut(model: Any, path: tuple, output_of: Any) -> Any:
+    """``model`` from its inputs to ``output_of`` (a layer's output tensor), possibly nested."""
+    import keras
+
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # a tensor, not [tensor]
+    if not path:
+        return keras.Model(inputs, output_of, name=f"{model.name}_embedding")
+    sub = path[0]
+    inner = _cut(sub, path[1:], output_of)
+    outer_inputs = sub._inbound_nodes[0].input_tensors  # what feeds the sub-model in ``model``
+    outer = outer_inputs[0] if len(outer_inputs) == 1 else outer_inputs
+    return keras.Model(inputs, inner(outer), name=f"{model.name}_embedding")
+
+
+def embedding_model(model: Any, *, layer_name: str | None = None) -> Any:
+    """A Keras model that outputs the penultimate Dense layer of ``model`` (or ``layer_name``).
+
+    The fine-tuned classifier's last Dense layer gives class scores; the Dense layer before it
+    is a compact embedding trained to separate the classes. Dense layers inside a nested head
+    (``backbone → head → …``) count too. With only one Dense layer, its input (the pooled
+    features after any dropout) is used.
+
+    Args:
+        model: a functional or sequential ``keras.Model``.
+        layer_name: take this layer's output instead (a top-level or nested layer name).
+
+    Returns:
+        A ``keras.Model`` with the same inputs.
+    """
+    dense = _dense_layers(model)
+    if layer_name is not None:
+        def find(mdl: Any, prefix: tuple) -> tuple[tuple, Any] | None:
+            for layer in mdl.layers:
+                if layer.name == layer_name:
+                    return prefix, layer
+                if hasattr(layer, "layers"):
+                    hit = find(layer, prefix + (layer,))
+                    if hit:
+                        return hit
+            return None
+
+        hit = find(model, ())
+        if hit is None:
+            raise ValueError(f"model {model.name!r} has no layer {layer_name!r}. Received: "
+                             f"layer_name={layer_name!r}; layers: {[layer.name for layer in model.layers]}")
+        return _cut(model, hit[0], hit[1].output)
+    if not dense:
+        raise ValueError(f"model {model.name!r} has no Dense layer; pass layer_name=. "
+                         f"Layers: {[layer.name for layer in model.layers]}")
+    if len(dense) >= 2:
+        path, layer = dense[-2]
+        return _cut(model, path, layer.output)
+    path, layer = dense[-1]
+    return _cut(model, path, layer.input)
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def _check_catalog(catalog: pd.DataFrame) -> None:
+    missing = {"id", "image_path"} - set(catalog.columns)
+    if missing:
+        raise ValueError(f"catalog lacks column(s) {sorted(missing)}. Received columns: "
+                         f"{list(catalog.columns)}")
+
+
+def pretrained_embeddings(catalog: pd.DataFrame, *, backbone: str, image_size: int,
+                          cache_dir: str | os.PathLike, batch_size: int = 256,
+                          progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised pooled backbone features for every catalog row (cached by ``features``).
+
+    Args:
+        catalog: a table with ``id`` and ``image_path``.
+        backbone: a name from ``backbones.BACKBONE_NAMES``.
+        image_size: square input side in pixels.
+        cache_dir: the feature cache folder (notebooks pass ``paths.features``).
+        batch_size: images per forward pass.
+        progress: show a progress bar.
+
+    Returns:
+        ``(ids, vectors)`` in catalog order; vectors are float32 with unit rows.
+    """
+    from fashion_utils.features import extract_features
+
+    ids, feats = extract_features(catalog, backbone, image_size=image_size, cache_dir=cache_dir,
+                                  batch_size=batch_size, progress=progress)
+    return ids, l2_normalize(feats)
+
+
+def find_finetuned_model(models_dir: str | os.PathLike, *, target: str) -> Path | None:
+    """The fine-tuned model notebook 04 saved, or ``None`` when there is none.
+
+    Looks for ``finetuned_<target>.keras`` first, then any other ``finetuned_*.keras``
+    (``articleType`` first: its embedding separates the finest classes).
+    """
+    folder = Path(models_dir)
+    preferred = folder / f"finetuned_{target}.keras"
+    if preferred.is_file():
+        return preferred
+    others = sorted(folder.glob("finetuned_*.keras"),
+                    key=lambda p: (p.stem != "finetuned_articleType", p.name))
+    return others[0] if others else None
+
+
+def load_embedding_model(model_path: str | os.PathLike, *, layer_name: str | None = None) -> Any:
+    """Load a saved ``.keras`` classifier and cut it at its embedding layer."""
+    import keras
+
+    for module in ("fashion_utils.backbones", "fashion_utils.models", "fashion_utils.multioutput"):
+        try:  # registers the package's custom layers (e.g. ClassNames) before deserialising
+            __import__(module)
+        except ImportError:  # pragma: no cover - modules written by other notebooks' issues
+            pass
+    path = Path(model_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No model file at {path}")
+    model = keras.models.load_model(path, compile=False)
+    return embedding_model(model, layer_name=layer_name)
+
+
+def model_image_size(model: Any, default: int | None = None) -> int:
+    """The square side a Keras model works at: its fixed input size, else the size of its first
+    ``Resizing`` layer (end-to-end models resize any input), else ``default``."""
+    import keras
+
+    shape = tuple(model.input_shape)
+    if len(shape) == 4 and shape[1] is not None and shape[1] == shape[2]:
+        return int(shape[1])
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Resizing):
+            return int(layer.get_config()["height"])
+    if default is None:
+        raise ValueError(f"model {model.name!r} has no fixed input size {shape} and no Resizing "
+                         f"layer; pass image_size=")
+    return int(default)
+
+
+def finetuned_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *,
+                         cache_dir: str | os.PathLike, image_size: int | None = None,
+                         layer_name: str | None = None, batch_size: int = 256,
+                         progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised penultimate-layer embeddings of a fine-tuned model, cached on disk.
+
+    The cache key holds a digest of the model file, so a retrained model is never served
+    stale vectors.
+
+    Args:
+        catalog: a table with ``id`` and ``image_path``.
+        model_path: the ``.keras`` file (e.g. ``models/.../finetuned_articleType.keras``).
+        cache_dir: the feature cache folder.
+        image_size: input side; default: the model's own input size.
+        layer_name: embedding layer (default: the penultimate Dense layer).
+        batch_size: images per forward pass.
+        progress: show a progress bar.
+
+    Returns:
+        ``(ids, vectors)`` in catalog order; vectors are float32 with unit rows.
+    """
+    from fashion_utils.features import extract_embeddings
+
+    _check_catalog(catalog)
+    path = Path(model_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No model file at {path}")
+    holder: dict[str, Any] = {}
+
+    def factory() -> Any:
+        holder.setdefault("model", load_embedding_model(path, layer_name=layer_name))
+        return holder["model"]
+
+    if image_size is None:
+        image_size = model_image_size(factory())
+    key = f"{path.stem}-{_file_digest(path)}-{layer_name or 'penultimate'}"
+    ids, feats = extract_embeddings(
+        catalog["id"].astype(str).tolist(), catalog["image_path"].astype(str).tolist(),
+        model_factory=factory, model_key=key, image_size=image_size, cache_dir=cache_dir,
+        batch_size=batch_size, progress=progress)
+    return ids, l2_normalize(feats)
+
+
+def histogram_vector(image: np.ndarray, *, bins: int = 4, intensity_bins: int = 32) -> np.ndarray:
+    """A colour + intensity histogram of one RGB uint8 image, as a unit vector.
+
+    A joint RGB histogram (``bins`` per channel, ``bins**3`` cells) and a grey-level histogram
+    (``intensity_bins`` cells), each normalised to sum 1, square-rooted (so the cosine of two
+    vectors is the Bhattacharyya coefficient), concatenated and L2-normalised.
+    """
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"image must be an RGB uint8 array (H, W, 3). Received: shape={img.shape}, "
+                         f"dtype={img.dtype}")
+    for name, value in (("bins", bins), ("intensity_bins", intensity_bins)):
+        if not isinstance(value, (int, np.integer)) or not 1 <= value <= 256:
+            raise ValueError(f"{name} must be an integer in [1, 256]. Received: {name}={value!r}")
+    pixels = img.reshape(-1, 3).astype(np.int64)
+    q = pixels * bins // 256
+    joint = np.bincount((q[:, 0] * bins + q[:, 1]) * bins + q[:, 2], minlength=bins ** 3)
+    grey = (pixels @ np.array([299, 587, 114])) // 1000
+    inten = np.bincount(grey * intensity_bins // 256, minlength=intensity_bins)
+    parts = [np.sqrt(h / max(h.sum(), 1)) for h in (joint, inten)]
+    return l2_normalize(np.concatenate(parts))
+
+
+def histogram_embeddings(catalog: pd.DataFrame, *, cache_dir: str | os.PathLike,
+                         image_size: int = 64, bins: int = 4, intensity_bins: int = 32,
+                         progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The colour/intensity-histogram baseline embedding of every catalog image, cached.
+
+    Args:
+        catalog: a table with ``id`` and ``image_path``.
+        cache_dir: folder for the cache file (keyed by the ordered ids and the settings).
+        image_size: images are resized to this square side first (cheap, keeps proportions
+            of colours).
+        bins: bins per RGB channel of the joint colour histogram.
+        intensity_bins: bins of the grey-level histogram.
+        progress: show a progress bar.
+
+    Returns:
+        ``(ids, vectors)`` in catalog order; float32 unit rows of length
+        ``bins**3 + intensity_bins``.
+    """
+    from tqdm.auto import tqdm
+
+    from fashion_utils.image_files import read_image_rgb
+
+    _check_catalog(catalog)
+    ids = catalog["id"].astype(str).tolist()
+    digest = hashlib.sha256(
+        f"hist|{image_size}|{bins}|{intensity_bins}|".encode() + "\n".join(ids).encode()).hexdigest()[:16]
+    folder = Path(cache_dir)
+    final = folder / f"histogram_{bins}x{intensity_bins}_{image_size}px_{len(ids)}_{digest}.npy"
+    if final.exists():
+        return np.asarray(ids), np.load(final)
+    out = np.empty((len(ids), bins ** 3 + intensity_bins), dtype=np.float32)
+    paths = catalog["image_path"].astype(str).tolist()
+    for i, path in enumerate(tqdm(paths, desc="colour histograms", unit="img", disable=not progress)):
+        out[i] = histogram_vector(read_image_rgb(path, size=image_size), bins=bins,
+                                  intensity_bins=intensity_bins)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}.npy")
+    np.save(tmp, out)
+    os.replace(tmp, final)
+    return np.asarray(ids), out
+
+
+def embed_image_files(paths: Sequence[str | os.PathLike], *, model: Any, image_size: int,
+                      batch_size: int = 64) -> np.ndarray:
+    """Embed image files not in the catalog with the same model and decoding as the catalog.
+
+    Args:
+        paths: image files (JPEG, PNG, ...).
+        model: a callable Keras model (e.g. the backbone or :func:`embedding_model`).
+        image_size: the square input side used for the catalog.
+        batch_size: images per forward pass.
+
+    Returns:
+        A float32 ``(len(paths), D)`` array of unit rows.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        ValueError: a file that cannot be decoded as an image.
+    """
+    import tensorflow as tf
+
+    from fashion_utils.features import image_dataset
+
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError("embed_image_files needs at least one path. Received: 0 paths")
+    for p in paths:
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"No image file at {p}")
+    outputs = []
+    try:
+        for batch in image_dataset(paths, image_size=image_size, batch_size=batch_size):
+            outputs.append(np.asarray(model(batch, training=False), dtype=np.float32))
+    except tf.errors.InvalidArgumentError as err:
+        raise ValueError(f"cannot decode image(s) {paths[:3]}: {err.message}") from err
+    return l2_normalize(np.concatenate(outputs).reshape(len(paths), -1))
+
+
