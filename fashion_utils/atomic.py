@@ -1,17 +1,19 @@
 """Atomic file writes: write to a temporary name beside the target, then rename.
 
-A reader never sees a half-written file, and a failure leaves the previous file (if any)
-untouched and no temporary file behind.
+A reader never sees a half-written file or folder, and a failure leaves the previous one (if
+any) untouched and no temporary file behind. This is the package's only ``os.replace``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 
 
@@ -51,3 +53,44 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
     return Path(path)
+
+
+def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Save ``array`` as ``.npy`` atomically; returns the path."""
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, array)
+    return Path(path)
+
+
+def temporary_dir_for(path: str | os.PathLike, *, tag: str = "tmp") -> Path:
+    """The temporary name :func:`atomic_dir` uses for ``path`` in this process."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder to fill; on success it becomes ``path``.
+
+    Args:
+        path: the final folder.
+        replace: replace an existing ``path`` (moved aside, then deleted); without it an
+            existing *empty* folder is replaced and any other raises ``FileExistsError``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_dir_for(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            if not replace and any(path.iterdir()):
+                raise FileExistsError(f"{path} exists and is not empty; not replacing it")
+            old = temporary_dir_for(path, tag="old")
+            os.replace(path, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

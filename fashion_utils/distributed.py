@@ -40,7 +40,8 @@ import pandas as pd
 import keras
 import keras_tuner as kt
 from fashion_utils import config
-from fashion_utils.tuning import OBJECTIVE, TUNER_KINDS, _check_positive_int, _summarise, _trial_rows, _update_search_log, load_search_data, make_hypermodel, make_tuner, read_search_data, save_search_data, synthetic_search_data
+from fashion_utils.checks import positive_int
+from fashion_utils.tuning import OBJECTIVE, TUNER_KINDS, summarise_search, trial_table, update_search_log, load_search_data, make_hypermodel, make_tuner, read_search_data, save_search_data, synthetic_search_data
 
 
 CHIEF_ID = "chief"
@@ -156,7 +157,7 @@ def _load_trials(project_dir: Path) -> tuple[list[Any], list[str]]:
 
 def read_trials(project_dir: str | os.PathLike) -> pd.DataFrame:
     """The per-trial table of a search folder, read from its ``trial_*/trial.json`` files."""
-    return _trial_rows(*_load_trials(Path(project_dir)))
+    return trial_table(*_load_trials(Path(project_dir)))
 
 
 def distributed_summary(directory: str | os.PathLike, project_name: str, *,
@@ -171,7 +172,7 @@ def distributed_summary(directory: str | os.PathLike, project_name: str, *,
     """
     project_dir = Path(directory) / project_name
     trials, order = _load_trials(project_dir)
-    table = _trial_rows(trials, order)
+    table = trial_table(trials, order)
     assignments_file = project_dir / ASSIGNMENTS_FILE
     record = (json.loads(assignments_file.read_text()) if assignments_file.exists()
               else {"workers": {}, "log": []})
@@ -182,7 +183,7 @@ def distributed_summary(directory: str | os.PathLike, project_name: str, *,
     best_hps = max(completed, key=lambda t: t.score).hyperparameters.values if completed else None
     log_file = project_dir / "search_log.json"
     runs = json.loads(log_file.read_text())["runs"] if log_file.exists() else []
-    summary = _summarise("distributed", table, wall_time_s=sum(r["seconds"] for r in runs),
+    summary = summarise_search("distributed", table, wall_time_s=sum(r["seconds"] for r in runs),
                          new_trials=runs[-1]["new_trials"] if runs else 0, best_hps=best_hps,
                          runs=len(runs))
     summary.update({
@@ -296,7 +297,7 @@ class DistributedSearch:
         exit_codes = {CHIEF_ID: self.chief.returncode,
                       **{name: p.returncode for name, p in self.workers.items()}}
         new_trials = _count_ended_trials(self.project_dir) - self.trials_before
-        _update_search_log(self.project_dir, {
+        update_search_log(self.project_dir, {
             "seconds": round(seconds, 3), "new_trials": new_trials, "workers": len(self.workers),
             "trials_before": self.trials_before, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
         return distributed_summary(self.directory, self.project_name, exit_codes=exit_codes)
@@ -349,7 +350,7 @@ def launch_distributed(*, workers: int, data_file: str | os.PathLike,
     Returns:
         A :class:`DistributedSearch`; call its ``wait()``.
     """
-    workers = _check_positive_int("workers", workers)
+    workers = positive_int("workers", workers)
     if kind not in TUNER_KINDS:
         raise ValueError(f"kind must be one of {list(TUNER_KINDS)}. Received: kind={kind!r}")
     directory = Path(directory).resolve()

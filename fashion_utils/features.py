@@ -15,13 +15,14 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from fashion_utils.atomic import write_text_atomic
+from fashion_utils.atomic import atomic_path, save_npy_atomic, write_json_atomic, write_text_atomic
 
 CACHE_FORMAT = 1
 DEFAULT_CHUNK_SIZE = 4096
@@ -127,14 +128,68 @@ def cache_key(model_key: str, image_size: int, ids: Sequence[str], *, letterbox:
     return f"{safe}_{image_size}px_{len(ids)}_{digest.hexdigest()[:16]}"
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+FEATURES_FILE, IDS_FILE, META_FILE = "features.npy", "ids.txt", "meta.json"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    write_text_atomic(path, text)
+@dataclass(frozen=True)
+class FeatureCache:
+    """One finished feature cache: ``features[i]`` is the vector of ``ids[i]``.
+
+    Attributes:
+        folder: the cache folder (named by :func:`cache_key`).
+        ids: the item ids, a string array, in row order.
+        features: float32 ``(N, D)``, memory-mapped (read-only).
+        meta: what :func:`extract_embeddings` recorded (``model_key``, ``image_size``, ``n``,
+            ``dim``, ``letterbox``, ``seconds``).
+    """
+
+    folder: Path
+    ids: np.ndarray
+    features: np.ndarray
+    meta: dict
+
+    @property
+    def path(self) -> Path:
+        """The features file."""
+        return self.folder / FEATURES_FILE
+
+
+def open_feature_cache(folder: str | os.PathLike) -> FeatureCache:
+    """Read one finished cache folder (the only reader of its files).
+
+    Raises:
+        FileNotFoundError: the folder holds no finished cache.
+        ValueError: its id list and its features disagree in length.
+    """
+    folder = Path(folder)
+    if not (folder / FEATURES_FILE).is_file():
+        raise FileNotFoundError(f"No finished feature cache in {folder} (no {FEATURES_FILE})")
+    ids = np.asarray((folder / IDS_FILE).read_text(encoding="utf-8").split("\n")[:-1])
+    features = np.load(folder / FEATURES_FILE, mmap_mode="r")
+    meta_file = folder / META_FILE
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    if len(ids) != len(features):
+        raise ValueError(f"The cache {folder} holds {len(ids)} ids but {len(features)} feature rows")
+    return FeatureCache(folder=folder, ids=ids, features=features, meta=meta)
+
+
+def find_feature_caches(cache_dir: str | os.PathLike, *, model_key: str | None = None,
+                        image_size: int | None = None) -> list[FeatureCache]:
+    """Every finished cache below ``cache_dir`` (optionally of one model and image size),
+    smallest first."""
+    found = []
+    root = Path(cache_dir)
+    for meta_file in sorted(root.glob(f"*/{META_FILE}")) if root.is_dir() else []:
+        try:
+            cache = open_feature_cache(meta_file.parent)
+        except FileNotFoundError:
+            continue
+        if model_key is not None and cache.meta.get("model_key") != model_key:
+            continue
+        if image_size is not None and cache.meta.get("image_size") != image_size:
+            continue
+        found.append(cache)
+    return sorted(found, key=lambda c: (len(c.ids), c.folder.name))
 
 
 def extract_embeddings(ids: Sequence[str], image_paths: Sequence[str], *,
@@ -177,11 +232,11 @@ def extract_embeddings(ids: Sequence[str], image_paths: Sequence[str], *,
                          f"batch_size={batch_size!r}")
 
     folder = Path(cache_dir) / cache_key(model_key, image_size, ids, letterbox=letterbox)
-    final = folder / "features.npy"
-    if final.exists():
-        return np.asarray(ids), np.load(final, mmap_mode="r")
+    if (folder / FEATURES_FILE).exists():
+        cache = open_feature_cache(folder)
+        return cache.ids, cache.features
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(folder / "ids.txt", "\n".join(ids) + "\n")
+    write_text_atomic(folder / IDS_FILE, "\n".join(ids) + "\n")
 
     n_chunks = (len(ids) + chunk_size - 1) // chunk_size
     todo = [c for c in range(n_chunks) if not (folder / f"chunk_{c:05d}.npy").exists()]
@@ -199,26 +254,27 @@ def extract_embeddings(ids: Sequence[str], image_paths: Sequence[str], *,
                                    batch_size=batch_size, letterbox=letterbox):
             outputs.append(np.asarray(infer(batch), dtype=np.float32))
             bar.update(len(outputs[-1]))
-        _atomic_save(folder / f"chunk_{c:05d}.npy", np.concatenate(outputs).reshape(hi - lo, -1))
+        save_npy_atomic(folder / f"chunk_{c:05d}.npy", np.concatenate(outputs).reshape(hi - lo, -1))
     bar.close()
 
     # Assemble into one memory-mapped file without holding every chunk at once.
     first = np.load(folder / "chunk_00000.npy", mmap_mode="r")
-    tmp = folder / f".features.tmp-{os.getpid()}.npy"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), first.shape[1]))
-    for c in range(n_chunks):
-        lo = c * chunk_size
-        part = np.load(folder / f"chunk_{c:05d}.npy", mmap_mode="r")
-        out[lo:lo + len(part)] = part
-    out.flush()
-    del out
-    os.replace(tmp, final)
-    _atomic_write_text(folder / "meta.json", json.dumps({
+    with atomic_path(folder / FEATURES_FILE, suffix=".npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                        shape=(len(ids), first.shape[1]))
+        for c in range(n_chunks):
+            lo = c * chunk_size
+            part = np.load(folder / f"chunk_{c:05d}.npy", mmap_mode="r")
+            out[lo:lo + len(part)] = part
+        out.flush()
+        del out
+    write_json_atomic(folder / META_FILE, {
         "model_key": model_key, "image_size": image_size, "n": len(ids), "dim": int(first.shape[1]),
-        "letterbox": letterbox, "seconds": round(time.perf_counter() - start, 2)}, indent=1))
+        "letterbox": letterbox, "seconds": round(time.perf_counter() - start, 2)}, indent=1)
     for c in range(n_chunks):
         (folder / f"chunk_{c:05d}.npy").unlink(missing_ok=True)
-    return np.asarray(ids), np.load(final, mmap_mode="r")
+    cache = open_feature_cache(folder)
+    return cache.ids, cache.features
 
 
 def extract_features(catalog: pd.DataFrame, backbone_name: str, *, image_size: int,
@@ -287,7 +343,7 @@ def invalidate_caches_with_ids(cache_dir: str | os.PathLike, ids: Sequence[str])
     """
     wanted = {str(i) for i in ids}
     removed = []
-    for ids_file in sorted(Path(cache_dir).glob("*/ids.txt")) if Path(cache_dir).exists() else []:
+    for ids_file in sorted(Path(cache_dir).glob(f"*/{IDS_FILE}")) if Path(cache_dir).exists() else []:
         with open(ids_file) as fh:
             if any(line.rstrip("\n") in wanted for line in fh):
                 shutil.rmtree(ids_file.parent, ignore_errors=True)

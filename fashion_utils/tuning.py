@@ -32,6 +32,7 @@ import keras
 import keras_tuner as kt
 from fashion_utils.atomic import write_json_atomic
 from fashion_utils import config
+from fashion_utils.checks import positive_int
 
 
 
@@ -73,12 +74,6 @@ def original_search_space() -> dict[str, Any]:
     return {**ORIGINAL_SEARCH, "space": dict(ORIGINAL_SEARCH["space"])}
 
 
-def _check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
-    return int(value)
-
-
 class HeadHyperModel(kt.HyperModel):
     """A tunable classifier head over cached features; ``fit`` uses the tuned batch size.
 
@@ -93,12 +88,12 @@ class HeadHyperModel(kt.HyperModel):
     def __init__(self, input_dim: int, num_classes: int, *, space: str = "wide",
                  seed: int = config.SEED) -> None:
         super().__init__(name=f"head_{space}", tunable=True)
-        self.input_dim = _check_positive_int("input_dim", input_dim)
-        self.num_classes = _check_positive_int("num_classes", num_classes, minimum=2)
+        self.input_dim = positive_int("input_dim", input_dim)
+        self.num_classes = positive_int("num_classes", num_classes, minimum=2)
         if space not in SPACES:
             raise ValueError(f"space must be one of {list(SPACES)}. Received: space={space!r}")
         self.space = space
-        self.seed = _check_positive_int("seed", seed, minimum=0)
+        self.seed = positive_int("seed", seed, minimum=0)
         self.epochs_trained = 0
 
     def __call__(self, hp: kt.HyperParameters) -> keras.Model:
@@ -286,27 +281,27 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, directory: str | os.Path
     if not project_name or "/" in str(project_name):
         raise ValueError(f"project_name must be a plain folder name. Received: "
                          f"project_name={project_name!r}")
-    seed = _check_positive_int("seed", seed, minimum=0)
+    seed = positive_int("seed", seed, minimum=0)
     common = dict(objective=kt.Objective(OBJECTIVE, direction="max"), seed=seed,
                   directory=os.fspath(directory), project_name=project_name,
                   overwrite=bool(overwrite),
-                  executions_per_trial=_check_positive_int("executions_per_trial",
+                  executions_per_trial=positive_int("executions_per_trial",
                                                            executions_per_trial))
     Path(directory).mkdir(parents=True, exist_ok=True)
     if kind == "hyperband":
         if max_epochs is None:
             raise ValueError("A Hyperband search needs max_epochs. Received: max_epochs=None")
-        return kt.Hyperband(hypermodel, max_epochs=_check_positive_int("max_epochs", max_epochs, minimum=2),
-                            factor=_check_positive_int("factor", factor, minimum=2),
+        return kt.Hyperband(hypermodel, max_epochs=positive_int("max_epochs", max_epochs, minimum=2),
+                            factor=positive_int("factor", factor, minimum=2),
                             hyperband_iterations=1, **common)
     if max_trials is None:
         raise ValueError(f"A {kind} search needs max_trials. Received: max_trials=None")
-    max_trials = _check_positive_int("max_trials", max_trials)
+    max_trials = positive_int("max_trials", max_trials)
     if kind == "random":
         return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
     if num_initial_points is None:
         num_initial_points = max(2, max_trials // 3)
-    num_initial_points = _check_positive_int("num_initial_points", num_initial_points)
+    num_initial_points = positive_int("num_initial_points", num_initial_points)
     return kt.BayesianOptimization(hypermodel, max_trials=max_trials,
                                    num_initial_points=num_initial_points, **common)
 
@@ -320,8 +315,8 @@ def hyperband_budget(max_epochs: int, *, factor: int = 3) -> dict[str, int]:
     Returns:
         ``{"trials": ..., "epochs": ...}`` as KerasTuner's Hyperband schedules them.
     """
-    max_epochs = _check_positive_int("max_epochs", max_epochs, minimum=2)
-    factor = _check_positive_int("factor", factor, minimum=2)
+    max_epochs = positive_int("max_epochs", max_epochs, minimum=2)
+    factor = positive_int("factor", factor, minimum=2)
     oracle = kt.oracles.HyperbandOracle(objective=kt.Objective(OBJECTIVE, "max"),
                                         max_epochs=max_epochs, factor=factor)
     trials = epochs = 0
@@ -355,7 +350,7 @@ class SearchResult:
     tuner: kt.Tuner = field(repr=False)
 
 
-def _trial_rows(trials: Iterable[Any], order: Sequence[str] = ()) -> pd.DataFrame:
+def trial_table(trials: Iterable[Any], order: Sequence[str] = ()) -> pd.DataFrame:
     rank = {trial_id: i for i, trial_id in enumerate(order)}
     rows = []
     for trial in trials:
@@ -375,7 +370,7 @@ def _trial_rows(trials: Iterable[Any], order: Sequence[str] = ()) -> pd.DataFram
     return table.sort_values(["order", "trial_id"]).reset_index(drop=True)
 
 
-def _update_search_log(project_dir: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
+def update_search_log(project_dir: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
     log_file = project_dir / "search_log.json"
     runs = json.loads(log_file.read_text())["runs"] if log_file.exists() else []
     runs.append(entry)
@@ -397,7 +392,7 @@ def active_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _summarise(kind: str, trials: pd.DataFrame, *, wall_time_s: float, new_trials: int,
+def summarise_search(kind: str, trials: pd.DataFrame, *, wall_time_s: float, new_trials: int,
                best_hps: Mapping[str, Any] | None, runs: int) -> dict[str, Any]:
     completed = trials[trials["status"] == "COMPLETED"]
     best = completed.loc[completed["val_accuracy"].idxmax()] if len(completed) else None
@@ -443,8 +438,8 @@ def run_search(tuner: kt.Tuner, x_train: np.ndarray, y_train: np.ndarray, x_val:
         (interrupted ones included, see ``search_log.json``), so a resumed search reports the
         time it really took; ``new_trials`` counts the trials this run finished.
     """
-    epochs = _check_positive_int("epochs", epochs)
-    patience = _check_positive_int("patience", patience)
+    epochs = positive_int("epochs", epochs)
+    patience = positive_int("patience", patience)
     for name, x, y in (("train", x_train, y_train), ("val", x_val, y_val)):
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"x_{name} and y_{name} must be non-empty and of equal length. "
@@ -461,14 +456,14 @@ def run_search(tuner: kt.Tuner, x_train: np.ndarray, y_train: np.ndarray, x_val:
         finished = True
     finally:  # an interrupted run's time counts too
         new_trials = len(tuner.oracle.end_order) - ended_before
-        runs = _update_search_log(Path(tuner.project_dir), {
+        runs = update_search_log(Path(tuner.project_dir), {
             "seconds": round(time.perf_counter() - start, 3), "new_trials": int(new_trials),
             "trials_before": int(before), "interrupted": not finished,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    trials = _trial_rows(tuner.oracle.trials.values(), tuner.oracle.start_order)
+    trials = trial_table(tuner.oracle.trials.values(), tuner.oracle.start_order)
     completed = trials["status"].eq("COMPLETED").any()
     best_hp = tuner.get_best_hyperparameters(1)[0] if completed else None
-    summary = _summarise(_tuner_kind(tuner), trials, wall_time_s=sum(r["seconds"] for r in runs),
+    summary = summarise_search(_tuner_kind(tuner), trials, wall_time_s=sum(r["seconds"] for r in runs),
                          new_trials=new_trials, best_hps=best_hp.values if best_hp else None,
                          runs=len(runs))
     return SearchResult(summary=summary, trials=trials, best_hyperparameters=best_hp, tuner=tuner)
@@ -530,10 +525,10 @@ def retrain_best(hypermodel: HeadHyperModel, hp: kt.HyperParameters, x_train: np
     """
     _check_xy("train", x_train, y_train)
     _check_xy("val", x_val, y_val)
-    epochs = _check_positive_int("epochs", epochs)
+    epochs = positive_int("epochs", epochs)
     x = np.concatenate([np.asarray(x_train), np.asarray(x_val)])
     y = np.concatenate([np.asarray(y_train), np.asarray(y_val)])
-    model = hypermodel.build(hp, seed=_check_positive_int("seed", seed, minimum=0))
+    model = hypermodel.build(hp, seed=positive_int("seed", seed, minimum=0))
     hypermodel.fit(hp, model, x, y, epochs=epochs, shuffle=True, verbose=verbose)
     return model
 
@@ -561,12 +556,12 @@ def multi_seed(hypermodel: HeadHyperModel, hp: kt.HyperParameters, x_fit: np.nda
     """
     from sklearn.metrics import f1_score
 
-    seeds = [_check_positive_int("seed", s, minimum=0) for s in seeds]
+    seeds = [positive_int("seed", s, minimum=0) for s in seeds]
     if len(seeds) < 3 or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must hold at least 3 distinct seeds. Received: seeds={seeds!r}")
     _check_xy("fit", x_fit, y_fit)
     _check_xy("eval", x_eval, y_eval)
-    epochs = _check_positive_int("epochs", epochs)
+    epochs = positive_int("epochs", epochs)
     accuracy, macro_f1, epochs_run = [], [], []
     for seed in seeds:
         model = hypermodel.build(hp, seed=seed)
@@ -598,7 +593,7 @@ def synthetic_search_data(*, n: int = 600, dim: int = 16, num_classes: int = 4,
     Returns:
         ``{"x_train", "y_train", "x_val", "y_val", "class_names", "source"}``.
     """
-    n = _check_positive_int("n", n, minimum=2 * num_classes)
+    n = positive_int("n", n, minimum=2 * num_classes)
     rng = np.random.default_rng(seed)
     centers = rng.normal(0.0, 1.0, size=(num_classes, dim)).astype(np.float32)
     y = np.arange(n) % num_classes

@@ -98,7 +98,7 @@ def test_interrupted_run_resumes_from_finished_chunks(images, tmp_path, monkeypa
     ids = [str(i) for i in range(len(images))]
     kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=8,
               chunk_size=8, progress=False)
-    real_save = features._atomic_save
+    real_save = features.save_npy_atomic
     saved = []
 
     def failing_save(path, array):
@@ -107,14 +107,14 @@ def test_interrupted_run_resumes_from_finished_chunks(images, tmp_path, monkeypa
         saved.append(path.name)
         real_save(path, array)
 
-    monkeypatch.setattr(features, "_atomic_save", failing_save)
+    monkeypatch.setattr(features, "save_npy_atomic", failing_save)
     with pytest.raises(KeyboardInterrupt):
         features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
     folder = next((tmp_path / "cache").iterdir())
     assert sorted(p.name for p in folder.glob("chunk_*.npy")) == ["chunk_00000.npy", "chunk_00001.npy"]
     assert not (folder / "features.npy").exists()  # no half-written result
 
-    monkeypatch.setattr(features, "_atomic_save", lambda p, a: (saved.append(p.name), real_save(p, a)))
+    monkeypatch.setattr(features, "save_npy_atomic", lambda p, a: (saved.append(p.name), real_save(p, a)))
     saved.clear()
     _, feats = features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
     assert saved == ["chunk_00002.npy"]  # only the missing chunk was computed
