@@ -190,27 +190,18 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]], *,
     return pd.DataFrame(table).set_index("")
 
 
-# --------------------------------------------------------------------------- figures
+# --------------------------------------------------------------------------- what figures show
 
 
-def plot_confusion_matrix(y_true: Any, y_pred: Any, *, class_names: Sequence[str] | None = None,
-                          normalize: bool = False, ax: Any = None, title: str | None = None,
-                          cmap: str = "Blues") -> Any:
-    """A seaborn heatmap of the confusion matrix (rows: true class, columns: predicted).
+def confusion_matrix_table(y_true: Any, y_pred: Any, *, class_names: Sequence[str] | None = None,
+                           normalize: bool = False) -> pd.DataFrame:
+    """The confusion matrix as a table (rows: true class, columns: predicted class).
 
     Args:
         y_true, y_pred: labels (names, or integer indices into ``class_names``).
         class_names: the classes in display order.
         normalize: divide each row by its total (recall on the diagonal).
-        ax: the matplotlib axes to draw on (default: a new figure).
-        title: the panel title.
-        cmap: colour map.
-
-    Returns:
-        The axes.
     """
-    import matplotlib.pyplot as plt
-    import seaborn as sns
     from sklearn.metrics import confusion_matrix
 
     y_true, y_pred = _labels(y_true, y_pred)
@@ -219,50 +210,26 @@ def plot_confusion_matrix(y_true: Any, y_pred: Any, *, class_names: Sequence[str
     if normalize:
         totals = matrix.sum(axis=1, keepdims=True)
         matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
-    if ax is None:
-        side = 1.2 + 0.55 * len(names)
-        _, ax = plt.subplots(figsize=(side + 1.5, side))
-    sns.heatmap(matrix, annot=len(names) <= 20, fmt=".2f" if normalize else ".0f", cmap=cmap,
-                xticklabels=names, yticklabels=names, square=True, cbar=False, ax=ax,
-                vmin=0, vmax=1 if normalize else None, annot_kws={"fontsize": 8})
-    ax.set(xlabel="predicted", ylabel="true",
-           title=title or ("Confusion matrix (row-normalised)" if normalize else "Confusion matrix (counts)"))
-    ax.tick_params(axis="x", rotation=45)
-    for label in ax.get_xticklabels():
-        label.set(horizontalalignment="right", rotation_mode="anchor")
-    ax.tick_params(axis="y", rotation=0)
-    return ax
+    return pd.DataFrame(matrix, index=pd.Index(names, name="true"),
+                        columns=pd.Index(names, name="predicted"))
 
 
-def misclassified_grid(image_paths: Sequence[str], y_true: Any, y_pred: Any, *,
-                       class_names: Sequence[str] | None = None, max_images: int = 24,
-                       ncols: int = 8, seed: int = 42) -> Any:
-    """A grid of (a seeded random choice of) misclassified images, titled ``true → predicted``.
+def misclassified_sample(y_true: Any, y_pred: Any, *, class_names: Sequence[str] | None = None,
+                         max_images: int = 24, seed: int = 42) -> tuple[np.ndarray, list[str], int]:
+    """A seeded random choice of misclassified rows, for a figure.
 
     Returns:
-        The figure (a short note in place of the grid when nothing is misclassified).
+        ``(positions, titles, n_wrong)``: sorted row positions (at most ``max_images``), a
+        ``"true →\npredicted"`` title for each, and how many rows are misclassified in all.
     """
-    import matplotlib.pyplot as plt
-
-    from fashion_utils.image_files import read_image_rgb
-    from fashion_utils.plots import image_grid
-
     y_true, y_pred = _labels(y_true, y_pred)
-    if len(image_paths) != len(y_true):
-        raise ValueError(f"image_paths and labels differ in length: {len(image_paths)} != {len(y_true)}")
     wrong = np.flatnonzero(y_true != y_pred)
-    if wrong.size == 0:
-        fig, ax = plt.subplots(figsize=(4, 1))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "No misclassified images", ha="center", va="center")
-        return fig
     rng = np.random.default_rng(seed)
     shown = np.sort(rng.choice(wrong, size=min(max_images, wrong.size), replace=False))
 
     def name(v: Any) -> str:
-        return str(class_names[v]) if class_names is not None and isinstance(v, (int, np.integer)) else str(v)
+        if class_names is not None and isinstance(v, (int, np.integer)):
+            return str(class_names[v])
+        return str(v)
 
-    titles = [f"{name(y_true[i])} →\n{name(y_pred[i])}" for i in shown]
-    return image_grid([read_image_rgb(image_paths[i]) for i in shown], titles=titles, ncols=ncols,
-                      suptitle=f"Misclassified test images ({wrong.size:,} of {len(y_true):,}; "
-                               f"true → predicted)")
+    return shown, [f"{name(y_true[i])} →\n{name(y_pred[i])}" for i in shown], int(wrong.size)

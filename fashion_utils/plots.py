@@ -1,4 +1,6 @@
-"""Figures: one ``save_fig``, image grids, count charts and training curves.
+"""Figures: one ``save_fig``, image grids, count charts, curves, confusion matrices.
+
+The rest of the package computes; this module (and ``widgets``) draws.
 
 Plotting helpers take ``ax=`` where they draw one panel and return what they drew on.
 """
@@ -6,7 +8,7 @@ Plotting helpers take ``ax=`` where they draw one panel and return what they dre
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -14,7 +16,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from fashion_utils import evaluation
+from fashion_utils.atomic import atomic_path
 from fashion_utils.config import Paths
+from fashion_utils.image_files import read_image_rgb
 
 
 def set_style() -> None:
@@ -34,11 +39,9 @@ def save_fig(fig: plt.Figure, name: str, *, paths: Paths) -> Path:
     """
     if not name or any(not (ch.isalnum() or ch in "-_") for ch in name):
         raise ValueError(f"Figure names use letters, digits, '-' and '_'. Received: name={name!r}")
-    paths.figures.mkdir(parents=True, exist_ok=True)
     out = paths.figures / f"{name}.png"
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
-    tmp.replace(out)
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp)
     return out
 
 
@@ -101,5 +104,110 @@ def training_curves(history: dict[str, list[float]], *, title: str = "Training c
         ax.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
         ax.legend()
     fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(y_true: Any, y_pred: Any, *, class_names: Sequence[str] | None = None,
+                     normalize: bool = False, ax: plt.Axes | None = None, title: str | None = None,
+                     cmap: str = "Blues") -> plt.Axes:
+    """A heatmap of :func:`evaluation.confusion_matrix_table` (rows: true, columns: predicted).
+
+    Args:
+        y_true, y_pred: labels (names, or integer indices into ``class_names``).
+        class_names: the classes in display order.
+        normalize: divide each row by its total (recall on the diagonal).
+        ax: the axes to draw on (default: a new figure).
+        title: the panel title.
+        cmap: colour map.
+
+    Returns:
+        The axes.
+    """
+    table = evaluation.confusion_matrix_table(y_true, y_pred, class_names=class_names,
+                                              normalize=normalize)
+    names = [str(n) for n in table.index]
+    if ax is None:
+        side = 1.2 + 0.55 * len(names)
+        _, ax = plt.subplots(figsize=(side + 1.5, side))
+    sns.heatmap(table.to_numpy(), annot=len(names) <= 20, fmt=".2f" if normalize else ".0f",
+                cmap=cmap, xticklabels=names, yticklabels=names, square=True, cbar=False, ax=ax,
+                vmin=0, vmax=1 if normalize else None, annot_kws={"fontsize": 8})
+    default = "Confusion matrix (row-normalised)" if normalize else "Confusion matrix (counts)"
+    ax.set(xlabel="predicted", ylabel="true", title=title or default)
+    ax.tick_params(axis="x", rotation=45)
+    for label in ax.get_xticklabels():
+        label.set(horizontalalignment="right", rotation_mode="anchor")
+    ax.tick_params(axis="y", rotation=0)
+    return ax
+
+
+def misclassified_grid(image_paths: Sequence[str], y_true: Any, y_pred: Any, *,
+                       class_names: Sequence[str] | None = None, max_images: int = 24,
+                       ncols: int = 8, seed: int = 42) -> plt.Figure:
+    """A grid of (a seeded random choice of) misclassified images, titled ``true → predicted``.
+
+    Returns:
+        The figure (a short note in place of the grid when nothing is misclassified).
+    """
+    if len(image_paths) != len(y_true):
+        raise ValueError(f"image_paths and labels differ in length: "
+                         f"{len(image_paths)} != {len(y_true)}")
+    shown, titles, n_wrong = evaluation.misclassified_sample(
+        y_true, y_pred, class_names=class_names, max_images=max_images, seed=seed)
+    if n_wrong == 0:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No misclassified images", ha="center", va="center")
+        return fig
+    return image_grid([read_image_rgb(image_paths[i]) for i in shown], titles=titles, ncols=ncols,
+                      suptitle=f"Misclassified test images ({n_wrong:,} of {len(y_true):,}; "
+                               f"true → predicted)")
+
+
+def search_trials(results: Mapping[str, Any], *, ax: plt.Axes | None = None) -> plt.Axes:
+    """Validation accuracy of every trial, in trial order, one line per tuner.
+
+    Args:
+        results: ``{label: tuning.SearchResult or its trials table}``.
+        ax: the axes (a new figure when ``None``).
+
+    Returns:
+        The axes.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    for label, result in results.items():
+        table = result if isinstance(result, pd.DataFrame) else result.trials
+        table = table[table["status"] == "COMPLETED"].sort_values("order")
+        ax.plot(np.arange(1, len(table) + 1), table["val_accuracy"], marker="o", ms=3, label=label)
+        ax.plot(np.arange(1, len(table) + 1), table["val_accuracy"].cummax(), ls=":",
+                color=ax.lines[-1].get_color())
+    ax.set(xlabel="trial (dotted: best so far)", ylabel="validation accuracy",
+           title="Validation accuracy per trial")
+    ax.legend()
+    return ax
+
+
+def class_balance_chart(catalog: pd.DataFrame, sample: pd.DataFrame, *, target: str) -> plt.Figure:
+    """Two panels: the catalog's classes (before), and the training side before and after augmentation.
+
+    Returns:
+        The figure.
+    """
+    train = sample[sample["split"] == "train"]
+    order = catalog[target].value_counts().index.astype(str).tolist()
+    before = train.loc[~train["augmented"].astype(bool), target].astype(str).value_counts()
+    after = train[target].astype(str).value_counts()
+    long = pd.concat([pd.DataFrame({"class": before.index, "images": before.values, "stage": "before augmentation"}),
+                      pd.DataFrame({"class": after.index, "images": after.values, "stage": "after augmentation"})])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.4 * len(order) + 1.8))
+    counts = catalog[target].astype(str).value_counts()
+    sns.barplot(x=counts.values, y=counts.index, ax=axes[0], color="#4C72B0", order=order)
+    axes[0].set(title="Catalog (before sampling)", xlabel="items", ylabel=target)
+    kept = [c for c in order if c in set(after.index)]
+    sns.barplot(data=long, x="images", y="class", hue="stage", ax=axes[1], order=kept)
+    axes[1].set(title="Training side of the study sample", xlabel="images", ylabel="")
+    sns.move_legend(axes[1], "center left", bbox_to_anchor=(1.01, 0.5), title=None, frameon=False)
     fig.tight_layout()
     return fig

@@ -44,7 +44,6 @@ __all__ = [
     "augment_training_side",
     "cap_per_class",
     "check_provenance",
-    "class_balance_chart",
     "class_weights",
     "drop_rare_classes",
     "estimate_background",
@@ -551,33 +550,6 @@ def study_sample_table(catalog: pd.DataFrame, sample: pd.DataFrame, *, target: s
     table.loc["total"] = table.sum()
     table.index.name = target
     return table
-
-
-def class_balance_chart(catalog: pd.DataFrame, sample: pd.DataFrame, *, target: str):
-    """Two panels: the catalog's classes (before), and the training side before and after augmentation.
-
-    Returns:
-        The figure.
-    """
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    train = sample[sample["split"] == "train"]
-    order = catalog[target].value_counts().index.astype(str).tolist()
-    before = train.loc[~train["augmented"].astype(bool), target].astype(str).value_counts()
-    after = train[target].astype(str).value_counts()
-    long = pd.concat([pd.DataFrame({"class": before.index, "images": before.values, "stage": "before augmentation"}),
-                      pd.DataFrame({"class": after.index, "images": after.values, "stage": "after augmentation"})])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.4 * len(order) + 1.8))
-    counts = catalog[target].astype(str).value_counts()
-    sns.barplot(x=counts.values, y=counts.index, ax=axes[0], color="#4C72B0", order=order)
-    axes[0].set(title="Catalog (before sampling)", xlabel="items", ylabel=target)
-    kept = [c for c in order if c in set(after.index)]
-    sns.barplot(data=long, x="images", y="class", hue="stage", ax=axes[1], order=kept)
-    axes[1].set(title="Training side of the study sample", xlabel="images", ylabel="")
-    sns.move_legend(axes[1], "center left", bbox_to_anchor=(1.01, 0.5), title=None, frameon=False)
-    fig.tight_layout()
-    return fig
 
 
 # --------------------------------------------------------------------------- files

@@ -469,32 +469,6 @@ def run_search(tuner: kt.Tuner, x_train: np.ndarray, y_train: np.ndarray, x_val:
     return SearchResult(summary=summary, trials=trials, best_hyperparameters=best_hp, tuner=tuner)
 
 
-def plot_trials(results: Mapping[str, pd.DataFrame | SearchResult], *, ax=None):
-    """Validation accuracy of every trial, in trial order, one line per tuner.
-
-    Args:
-        results: ``{label: SearchResult or its trials table}``.
-        ax: a Matplotlib axes (a new figure when ``None``).
-
-    Returns:
-        The axes.
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4))
-    for label, result in results.items():
-        table = result.trials if isinstance(result, SearchResult) else result
-        table = table[table["status"] == "COMPLETED"].sort_values("order")
-        ax.plot(np.arange(1, len(table) + 1), table["val_accuracy"], marker="o", ms=3, label=label)
-        ax.plot(np.arange(1, len(table) + 1), table["val_accuracy"].cummax(), ls=":",
-                color=ax.lines[-1].get_color())
-    ax.set(xlabel="trial (dotted: best so far)", ylabel="validation accuracy",
-           title="Validation accuracy per trial")
-    ax.legend()
-    return ax
-
-
 # ---------------------------------------------------------------------------------- retraining
 
 

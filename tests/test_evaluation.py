@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, precision_score
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-from sklearn.metrics import accuracy_score, f1_score, precision_score  # noqa: E402
-
-from fashion_utils import config, evaluation  # noqa: E402
+from fashion_utils import config, evaluation
 
 NAMES = ["Apparel", "Footwear", "Accessories"]
 
@@ -91,32 +85,26 @@ def test_headline_metrics_and_comparison_table():
 
 
 @pytest.mark.parametrize("normalize", [False, True])
-def test_confusion_matrix_heatmap(normalize):
+def test_confusion_matrix_table_counts_or_recalls(normalize):
     y_true, y_pred = _labels()
-    fig, ax = plt.subplots()
-    out = evaluation.plot_confusion_matrix(y_true, y_pred, class_names=NAMES, normalize=normalize, ax=ax)
-    assert out is ax
-    values = np.asarray(ax.collections[0].get_array()).reshape(3, 3)
+    table = evaluation.confusion_matrix_table(y_true, y_pred, class_names=NAMES, normalize=normalize)
+    assert list(table.index) == NAMES and list(table.columns) == NAMES
     if normalize:
-        np.testing.assert_allclose(values.sum(axis=1), 1.0)
+        np.testing.assert_allclose(table.sum(axis=1), 1.0)
     else:
-        assert values.sum() == len(y_true)
-    assert [t.get_text() for t in ax.get_xticklabels()] == NAMES
-    plt.close(fig)
+        assert table.to_numpy().sum() == len(y_true)
+        assert table.loc["Apparel", "Apparel"] == np.sum((y_true == 0) & (y_pred == 0))
 
 
-def test_misclassified_grid(tmp_path):
-    paths = []
-    for i in range(5):
-        paths.append(str(tmp_path / f"{i}.png"))
-        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(paths[-1])
-    fig = evaluation.misclassified_grid(paths, [0, 1, 2, 0, 1], [0, 2, 2, 1, 1], class_names=NAMES)
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+def test_misclassified_sample_is_seeded_and_names_the_classes():
+    shown, titles, n_wrong = evaluation.misclassified_sample([0, 1, 2, 0, 1], [0, 2, 2, 1, 1],
+                                                             class_names=NAMES)
+    assert n_wrong == 2 and shown.tolist() == [1, 3]
     assert titles == ["Footwear →\nAccessories", "Apparel →\nFootwear"]
-    plt.close(fig)
-    empty = evaluation.misclassified_grid(paths, [0] * 5, [0] * 5)
-    assert "No misclassified" in empty.axes[0].texts[0].get_text()
-    plt.close(empty)
+    y_true, y_pred = _labels(error_rate=0.5)
+    first = evaluation.misclassified_sample(y_true, y_pred, max_images=5, seed=3)[0]
+    assert first.tolist() == evaluation.misclassified_sample(y_true, y_pred, max_images=5, seed=3)[0].tolist()
+    assert len(first) == 5 and all(y_true[i] != y_pred[i] for i in first)
 
 
 def test_write_and_read_metrics(tmp_path):

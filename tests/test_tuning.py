@@ -222,20 +222,6 @@ def test_an_interrupted_search_resumes_where_it_stopped(tmp_path, hypermodel, da
     assert sorted(resumed.trials["trial_id"]) == ["0", "1"]
 
 
-def test_plot_trials_draws_one_line_per_tuner():
-    import matplotlib
-    import pandas as pd
-
-    matplotlib.use("Agg")
-    table = pd.DataFrame({"trial_id": ["0", "1", "2", "3"], "order": [0, 1, 2, 3],
-                          "status": ["COMPLETED", "FAILED", "COMPLETED", "COMPLETED"],
-                          "val_accuracy": [0.5, np.nan, 0.4, 0.7]})
-    ax = tuning.plot_trials({"random": table, "hyperband": table.iloc[:1]})
-    assert len(ax.lines) == 4  # per-trial and best-so-far, for each tuner
-    assert list(ax.lines[0].get_ydata()) == [0.5, 0.4, 0.7]  # failed trials are not drawn
-    assert list(ax.lines[1].get_ydata()) == [0.5, 0.5, 0.7]
-
-
 def test_hyperband_budget_grows_with_max_epochs():
     small, large = tuning.hyperband_budget(3), tuning.hyperband_budget(27)
     assert 0 < small["trials"] < large["trials"] and 0 < small["epochs"] < large["epochs"]

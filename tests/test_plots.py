@@ -1,0 +1,87 @@
+"""Figures: confusion matrices, misclassified grids, search curves, class balance, save_fig."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from fashion_utils import config, plots  # noqa: E402
+
+NAMES = ["Apparel", "Footwear", "Accessories"]
+
+
+def _labels(n=300, error_rate=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 3, n)
+    y_pred = np.where(rng.random(n) < error_rate, rng.integers(0, 3, n), y_true)
+    return y_true, y_pred
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_confusion_matrix_heatmap(normalize):
+    y_true, y_pred = _labels()
+    fig, ax = plt.subplots()
+    out = plots.confusion_matrix(y_true, y_pred, class_names=NAMES, normalize=normalize, ax=ax)
+    assert out is ax
+    values = np.asarray(ax.collections[0].get_array()).reshape(3, 3)
+    if normalize:
+        np.testing.assert_allclose(values.sum(axis=1), 1.0)
+    else:
+        assert values.sum() == len(y_true)
+    assert [t.get_text() for t in ax.get_xticklabels()] == NAMES
+    plt.close(fig)
+
+
+def test_misclassified_grid(tmp_path):
+    paths = []
+    for i in range(5):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(paths[-1])
+    fig = plots.misclassified_grid(paths, [0, 1, 2, 0, 1], [0, 2, 2, 1, 1], class_names=NAMES)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["Footwear →\nAccessories", "Apparel →\nFootwear"]
+    plt.close(fig)
+    empty = plots.misclassified_grid(paths, [0] * 5, [0] * 5)
+    assert "No misclassified" in empty.axes[0].texts[0].get_text()
+    plt.close(empty)
+
+
+def test_search_trials_draws_one_line_per_tuner():
+    table = pd.DataFrame({"trial_id": ["0", "1", "2", "3"], "order": [0, 1, 2, 3],
+                          "status": ["COMPLETED", "FAILED", "COMPLETED", "COMPLETED"],
+                          "val_accuracy": [0.5, np.nan, 0.4, 0.7]})
+    ax = plots.search_trials({"random": table, "hyperband": table.iloc[:1]})
+    assert len(ax.lines) == 4  # per-trial and best-so-far, for each tuner
+    assert list(ax.lines[0].get_ydata()) == [0.5, 0.4, 0.7]  # failed trials are not drawn
+    assert list(ax.lines[1].get_ydata()) == [0.5, 0.5, 0.7]
+
+
+def test_class_balance_chart_shows_the_catalog_and_the_training_side():
+    catalog = pd.DataFrame({"masterCategory": ["A"] * 6 + ["B"] * 2})
+    sample = pd.DataFrame({"masterCategory": ["A", "A", "B", "B", "B"],
+                           "split": ["train", "train", "train", "train", "test"],
+                           "augmented": [False, False, False, True, False]})
+    fig = plots.class_balance_chart(catalog, sample, target="masterCategory")
+    left, right = fig.axes[:2]
+    assert [p.get_width() for p in left.patches][:2] == [6, 2]
+    assert left.get_title() and right.get_title() and right.get_xlabel() == "images"
+    plt.close(fig)
+
+
+def test_save_fig_writes_atomically_and_refuses_odd_names(tmp_path):
+    paths = config.Paths(data_dir=tmp_path / "d", root=tmp_path).ensure()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    out = plots.save_fig(fig, "curve-1", paths=paths)
+    assert out == paths.figures / "curve-1.png" and out.read_bytes()[:4] == b"\x89PNG"
+    assert [p.name for p in paths.figures.iterdir()] == ["curve-1.png"]  # no temporary file left
+    with pytest.raises(ValueError, match="name='a/b'"):
+        plots.save_fig(fig, "a/b", paths=paths)
+    plt.close(fig)
