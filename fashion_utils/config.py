@@ -31,6 +31,13 @@ DEFAULT_IMAGE_SIZE = 96
 QUICK_IMAGE_SIZE = 32
 QUICK_PER_CLASS = 60  # items per class in quick mode (smoke tests, `make QUICK=1`)
 
+#: The original study's recipe: a frozen backbone, Dense 50 -> 20 -> softmax, Adam at 1e-3,
+#: 10 epochs in batches of 10. Notebook 03's baseline and notebook 04's "baseline" row use it.
+ORIGINAL_UNITS: tuple[int, ...] = (50, 20)
+ORIGINAL_LEARNING_RATE = 1e-3
+ORIGINAL_EPOCHS = 10
+ORIGINAL_BATCH_SIZE = 10
+
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
