@@ -53,7 +53,8 @@ def positive_ints(name: str, values: Sequence[Any]) -> tuple[int, ...]:
     values = tuple(values)
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be positive integers. Received: {name}={values!r}")
+            raise ValueError(f"{name} must be positive integers. Received: {name}={values!r} "
+                             f"(bad entry: {name}={v!r})")
     return tuple(int(v) for v in values)
 
 

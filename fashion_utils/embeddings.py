@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any, Sequence
 import numpy as np
 import pandas as pd
+from fashion_utils import features, models
+from fashion_utils.checks import columns_present
+from fashion_utils.image_files import read_image_rgb
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -118,13 +121,6 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def _check_catalog(catalog: pd.DataFrame) -> None:
-    missing = {"id", "image_path"} - set(catalog.columns)
-    if missing:
-        raise ValueError(f"catalog lacks column(s) {sorted(missing)}. Received columns: "
-                         f"{list(catalog.columns)}")
-
-
 def pretrained_embeddings(catalog: pd.DataFrame, *, backbone: str, image_size: int,
                           cache_dir: str | os.PathLike, batch_size: int = 256,
                           progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -141,9 +137,8 @@ def pretrained_embeddings(catalog: pd.DataFrame, *, backbone: str, image_size: i
     Returns:
         ``(ids, vectors)`` in catalog order; vectors are float32 with unit rows.
     """
-    from fashion_utils.features import extract_features
 
-    ids, feats = extract_features(catalog, backbone, image_size=image_size, cache_dir=cache_dir,
+    ids, feats = features.extract_features(catalog, backbone, image_size=image_size, cache_dir=cache_dir,
                                   batch_size=batch_size, progress=progress)
     return ids, l2_normalize(feats)
 
@@ -179,23 +174,6 @@ def load_embedding_model(model_path: str | os.PathLike, *, layer_name: str | Non
     return embedding_model(model, layer_name=layer_name)
 
 
-def model_image_size(model: Any, default: int | None = None) -> int:
-    """The square side a Keras model works at: its fixed input size, else the size of its first
-    ``Resizing`` layer (end-to-end models resize any input), else ``default``."""
-    import keras
-
-    shape = tuple(model.input_shape)
-    if len(shape) == 4 and shape[1] is not None and shape[1] == shape[2]:
-        return int(shape[1])
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Resizing):
-            return int(layer.get_config()["height"])
-    if default is None:
-        raise ValueError(f"model {model.name!r} has no fixed input size {shape} and no Resizing "
-                         f"layer; pass image_size=")
-    return int(default)
-
-
 def finetuned_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *,
                          cache_dir: str | os.PathLike, image_size: int | None = None,
                          layer_name: str | None = None, batch_size: int = 256,
@@ -217,9 +195,8 @@ def finetuned_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *
     Returns:
         ``(ids, vectors)`` in catalog order; vectors are float32 with unit rows.
     """
-    from fashion_utils.features import extract_embeddings
 
-    _check_catalog(catalog)
+    columns_present(catalog, ["id", "image_path"], "catalog")
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {path}")
@@ -230,9 +207,9 @@ def finetuned_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *
         return holder["model"]
 
     if image_size is None:
-        image_size = model_image_size(factory())
+        image_size = models.model_image_size(factory())
     key = f"{path.stem}-{_file_digest(path)}-{layer_name or 'penultimate'}"
-    ids, feats = extract_embeddings(
+    ids, feats = features.extract_embeddings(
         catalog["id"].astype(str).tolist(), catalog["image_path"].astype(str).tolist(),
         model_factory=factory, model_key=key, image_size=image_size, cache_dir=cache_dir,
         batch_size=batch_size, progress=progress)
@@ -282,9 +259,8 @@ def histogram_embeddings(catalog: pd.DataFrame, *, cache_dir: str | os.PathLike,
     """
     from tqdm.auto import tqdm
 
-    from fashion_utils.image_files import read_image_rgb
 
-    _check_catalog(catalog)
+    columns_present(catalog, ["id", "image_path"], "catalog")
     ids = catalog["id"].astype(str).tolist()
     digest = hashlib.sha256(
         f"hist|{image_size}|{bins}|{intensity_bins}|".encode() + "\n".join(ids).encode()).hexdigest()[:16]
@@ -321,22 +297,9 @@ def embed_image_files(paths: Sequence[str | os.PathLike], *, model: Any, image_s
         FileNotFoundError: a path that does not exist.
         ValueError: a file that cannot be decoded as an image.
     """
-    import tensorflow as tf
-
-    from fashion_utils.features import image_dataset
-
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("embed_image_files needs at least one path. Received: 0 paths")
-    for p in paths:
-        if not Path(p).is_file():
-            raise FileNotFoundError(f"No image file at {p}")
-    outputs = []
-    try:
-        for batch in image_dataset(paths, image_size=image_size, batch_size=batch_size):
-            outputs.append(np.asarray(model(batch, training=False), dtype=np.float32))
-    except tf.errors.InvalidArgumentError as err:
-        raise ValueError(f"cannot decode image(s) {paths[:3]}: {err.message}") from err
-    return l2_normalize(np.concatenate(outputs).reshape(len(paths), -1))
-
-
+    vectors = features.predict_image_files(model, paths, image_size=image_size,
+                                           batch_size=batch_size)
+    return l2_normalize(vectors)

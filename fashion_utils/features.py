@@ -17,21 +17,19 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
+from fashion_utils.checks import columns_present, positive_int
+from fashion_utils.image_files import SUPPORTED_FORMATS, read_image_rgb
 from fashion_utils.atomic import atomic_path, save_npy_atomic, write_json_atomic, write_text_atomic
+from fashion_utils.backbones import load_backbone
 
 CACHE_FORMAT = 1
 DEFAULT_CHUNK_SIZE = 4096
-
-
-def _check_size(image_size: int) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 8:
-        raise ValueError(f"image_size must be an integer >= 8. Received: image_size={image_size!r}")
-    return int(image_size)
 
 
 def decode_image_tensor(data, *, image_size: int, letterbox: bool = False):
@@ -109,7 +107,7 @@ def image_dataset(paths: Sequence[str], *, image_size: int, batch_size: int = 25
     """
     import tensorflow as tf
 
-    image_size = _check_size(image_size)
+    image_size = positive_int("image_size", image_size, minimum=8)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size!r}")
     ds = tf.data.Dataset.from_tensor_slices(tf.constant([str(p) for p in paths], dtype=tf.string))
@@ -117,6 +115,87 @@ def image_dataset(paths: Sequence[str], *, image_size: int, batch_size: int = 25
                                               letterbox=letterbox),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _tf_decodes(path: str) -> bool:
+    """Whether TensorFlow decodes this file (JPEG, PNG, GIF, BMP), judged from its header;
+    a file PIL cannot open either is left to TensorFlow (which then names it)."""
+    try:
+        with Image.open(path) as img:
+            return img.format in SUPPORTED_FORMATS
+    except (OSError, ValueError):
+        return True
+
+
+def _pil_decoded(path: str, *, image_size: int, letterbox: bool):
+    """A file TensorFlow cannot decode (WebP, TIFF, ...), read by PIL, then resized exactly as
+    :func:`decode_image_tensor` resizes (through a lossless PNG in memory)."""
+    import tensorflow as tf
+
+    png = tf.io.encode_png(tf.constant(read_image_rgb(path)))
+    return decode_image_tensor(png, image_size=image_size, letterbox=letterbox)
+
+
+def predict_image_files(model: Any, paths: Sequence[str | os.PathLike], *, image_size: int,
+                        batch_size: int = 64, letterbox: bool = False) -> Any:
+    """Run image files through ``model``, decoded exactly as the feature extraction decodes.
+
+    The one way the package feeds image files to a model (classifiers, multi-output models,
+    embedders): files stream through :func:`image_dataset`; formats TensorFlow cannot decode
+    (WebP, TIFF) are read by PIL and resized the same way.
+
+    Args:
+        model: a callable Keras model taking ``(None, S, S, 3)`` float RGB 0–255.
+        paths: image files.
+        image_size: S, the square side the images are resized to.
+        batch_size: images per forward pass.
+        letterbox: keep the aspect ratio (pad) instead of stretching.
+
+    Returns:
+        The model's outputs, one row per path in order: a float32 array, or a dict of arrays
+        for a model with named outputs.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        ValueError: no paths, or a file that cannot be decoded as an image (named).
+    """
+    import tensorflow as tf
+
+    paths = [os.fspath(p) for p in paths]
+    image_size = positive_int("image_size", image_size, minimum=8)
+    batch_size = positive_int("batch_size", batch_size)
+    if not paths:
+        raise ValueError("predict_image_files needs at least one image. Received: 0 paths")
+    for p in paths:
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"No image file at {p}")
+    by_tf = [i for i, p in enumerate(paths) if _tf_decodes(p)]
+    by_pil = [i for i in range(len(paths)) if i not in set(by_tf)]
+    order, outputs = [], []
+
+    def run(batch) -> None:
+        out = model(batch, training=False)
+        outputs.append({k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+                       if isinstance(out, dict) else np.asarray(out, dtype=np.float32))
+
+    stream = image_dataset([paths[i] for i in by_tf], image_size=image_size,
+                           batch_size=batch_size, letterbox=letterbox) if by_tf else []
+    try:
+        for batch in stream:
+            run(batch)
+    except tf.errors.InvalidArgumentError as err:
+        raise ValueError(f"cannot decode image(s) among {[paths[i] for i in by_tf][:3]}: "
+                         f"{err.message}") from err
+    order.extend(by_tf)
+    for lo in range(0, len(by_pil), batch_size):
+        chunk = by_pil[lo:lo + batch_size]
+        run(tf.stack([_pil_decoded(paths[i], image_size=image_size, letterbox=letterbox)
+                      for i in chunk]))
+        order.extend(chunk)
+    back = np.argsort(np.asarray(order))
+    if isinstance(outputs[0], dict):
+        return {k: np.concatenate([o[k] for o in outputs])[back] for k in outputs[0]}
+    return np.concatenate(outputs).reshape(len(paths), -1)[back]
 
 
 def cache_key(model_key: str, image_size: int, ids: Sequence[str], *, letterbox: bool = False) -> str:
@@ -219,7 +298,7 @@ def extract_embeddings(ids: Sequence[str], image_paths: Sequence[str], *,
 
     ids = [str(i) for i in ids]
     image_paths = [str(p) for p in image_paths]
-    image_size = _check_size(image_size)
+    image_size = positive_int("image_size", image_size, minimum=8)
     if len(ids) != len(image_paths):
         raise ValueError(f"ids and image_paths differ in length: {len(ids)} != {len(image_paths)}")
     if not ids:
@@ -298,11 +377,7 @@ def extract_features(catalog: pd.DataFrame, backbone_name: str, *, image_size: i
     Returns:
         ``(ids, features)`` in the catalog's row order; features are float32 ``(N, D)``.
     """
-    missing = {"id", "image_path"} - set(catalog.columns)
-    if missing:
-        raise ValueError(f"catalog lacks column(s) {sorted(missing)}. Received columns: "
-                         f"{list(catalog.columns)}")
-    from fashion_utils.backbones import load_backbone
+    columns_present(catalog, ["id", "image_path"], "catalog")
 
     key = backbone_name if weights == "imagenet" else f"{backbone_name}-{weights}"
     return extract_embeddings(

@@ -28,27 +28,18 @@ import numpy as np
 import keras
 
 from fashion_utils import config
+from fashion_utils.backbones import load_backbone
+from fashion_utils.checks import positive_float, positive_int
+from fashion_utils.features import decode_image_tensor, predict_image_files
+from fashion_utils.models import (build_classifier_head, build_end_to_end_model, compile_classifier,
+                                  save_end_to_end_model)
+from fashion_utils.sampling import make_augmenter
 
 __all__ = ["FineTuneResult", "backbone_blocks", "fine_tune", "labelled_image_dataset",
-           "predict_paths", "seed_style_epoch_vs_cached", "set_backbone_trainable"]
+           "seed_style_epoch_vs_cached", "set_backbone_trainable"]
 
 SCHEDULES = ("cosine", "constant")
 _BLOCK_PATTERN = re.compile(r"^(block\d+[a-z]?|conv\d+_block\d+|conv\d+|stem|top)(?:_|$)")
-
-
-def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
-    return int(value)
-
-
-def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and \
-        math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number. "
-                         f"Received: {name}={value!r}")
-    return float(value)
 
 
 # ---------------------------------------------------------------------------------- data
@@ -76,15 +67,13 @@ def labelled_image_dataset(paths: Sequence[str], labels: Sequence[int] | np.ndar
     """
     import tensorflow as tf
 
-    from fashion_utils.features import decode_image_tensor
-
     paths = [os.fspath(p) for p in paths]
     labels = np.asarray(labels, dtype=np.int64)
     if len(paths) != len(labels) or not paths:
         raise ValueError(f"paths and labels must be non-empty and of equal length. Received: "
                          f"{len(paths)} paths and {len(labels)} labels")
-    image_size = _positive_int("image_size", image_size, minimum=8)
-    batch_size = _positive_int("batch_size", batch_size)
+    image_size = positive_int("image_size", image_size, minimum=8)
+    batch_size = positive_int("batch_size", batch_size)
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths), tf.constant(labels)))
 
     def decode(path, label):
@@ -105,18 +94,6 @@ def labelled_image_dataset(paths: Sequence[str], labels: Sequence[int] | np.ndar
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y),
                     num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def predict_paths(model: keras.Model, paths: Sequence[str], *, image_size: int,
-                  batch_size: int = 256) -> np.ndarray:
-    """Class probabilities of a model for image files, streamed (e.g. the test set).
-
-    Returns:
-        A float32 ``(len(paths), num_classes)`` array.
-    """
-    ds = labelled_image_dataset(paths, np.zeros(len(paths), dtype=np.int64), image_size=image_size,
-                                batch_size=batch_size).map(lambda x, y: x)
-    return np.asarray(model.predict(ds, verbose=0), dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------------- trainability
@@ -159,7 +136,7 @@ def set_backbone_trainable(backbone: keras.Model, *, unfreeze: str | int = "all"
     if unfreeze == "all":
         chosen = [name for name, _ in blocks]
     else:
-        n = _positive_int("unfreeze", unfreeze, minimum=0) if not isinstance(unfreeze, str) else None
+        n = positive_int("unfreeze", unfreeze, minimum=0) if not isinstance(unfreeze, str) else None
         if n is None or n > len(blocks):
             raise ValueError(f"unfreeze must be 'all' or an integer in [0, {len(blocks)}] (the "
                              f"backbone's blocks). Received: unfreeze={unfreeze!r}")
@@ -251,14 +228,6 @@ def _learning_rate(schedule: str, learning_rate: float, *, total_steps: int, war
                                                   alpha=0.01)
 
 
-def _save_atomically(model: keras.Model, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[str],
               train_labels: Sequence[int], val_paths: Sequence[str], val_labels: Sequence[int],
               class_names: Sequence[str], image_size: int, model_path: str | os.PathLike,
@@ -303,18 +272,15 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
     Returns:
         A :class:`FineTuneResult`.
     """
-    from fashion_utils.backbones import load_backbone
-    from fashion_utils.models import build_end_to_end_model
-
-    epochs = _positive_int("epochs", epochs)
-    batch_size = _positive_int("batch_size", batch_size)
-    learning_rate = _positive_float("learning_rate", learning_rate)
-    warmup_epochs = _positive_float("warmup_epochs", warmup_epochs, allow_zero=True)
-    weight_decay = _positive_float("weight_decay", weight_decay, allow_zero=True)
-    erasing = _positive_float("erasing", erasing, allow_zero=True)
-    patience = _positive_int("patience", patience)
+    epochs = positive_int("epochs", epochs)
+    batch_size = positive_int("batch_size", batch_size)
+    learning_rate = positive_float("learning_rate", learning_rate)
+    warmup_epochs = positive_float("warmup_epochs", warmup_epochs, allow_zero=True)
+    weight_decay = positive_float("weight_decay", weight_decay, allow_zero=True)
+    erasing = positive_float("erasing", erasing, allow_zero=True)
+    patience = positive_int("patience", patience)
     if max_seconds is not None:
-        max_seconds = _positive_float("max_seconds", max_seconds)
+        max_seconds = positive_float("max_seconds", max_seconds)
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {list(SCHEDULES)}. Received: schedule={schedule!r}")
     if head.output_shape[-1] != len(class_names):
@@ -341,8 +307,6 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
     head_copy.trainable = True
 
     if augment and augmenter is None:
-        from fashion_utils.sampling import make_augmenter
-
         augmenter = make_augmenter(seed=seed)
     if augment and erasing:
         augmenter = keras.Sequential([augmenter, keras.layers.RandomErasing(
@@ -367,7 +331,7 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
     history = model.fit(train, validation_data=val, epochs=epochs, callbacks=[timer, stop],
                         shuffle=False, verbose=verbose)  # the dataset reshuffles itself
     seconds = time.perf_counter() - start
-    _save_atomically(model, model_path)
+    save_end_to_end_model(model, model_path)
     hist = {k: [float(v) for v in values] for k, values in history.history.items()}
     settings = {"backbone": backbone_name, "image_size": int(image_size), "unfreeze": unfreeze,
                 "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
@@ -418,9 +382,6 @@ def seed_style_epoch_vs_cached(image_paths: Sequence[str], labels: Sequence[int]
         "seed_style_val_accuracy", "cached_val_accuracy"}`` (accuracies ``None`` without a
         validation side).
     """
-    from fashion_utils.backbones import load_backbone
-    from fashion_utils.models import build_classifier_head, compile_classifier
-
     features = np.asarray(features, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
     if not (len(image_paths) == len(labels) == len(features)) or not len(labels):
@@ -430,7 +391,7 @@ def seed_style_epoch_vs_cached(image_paths: Sequence[str], labels: Sequence[int]
     if has_val and (val_features is None or val_labels is None
                     or not len(val_paths) == len(val_labels) == len(val_features)):
         raise ValueError("val_paths, val_features and val_labels go together, of equal length.")
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = positive_int("batch_size", batch_size)
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
@@ -467,7 +428,7 @@ def seed_style_epoch_vs_cached(image_paths: Sequence[str], labels: Sequence[int]
     seed_acc = cached_acc = None
     if has_val:
         val_labels = np.asarray(val_labels, dtype=np.int64)
-        seed_pred = predict_paths(seed_model, val_paths, image_size=image_size).argmax(axis=1)
+        seed_pred = predict_image_files(seed_model, val_paths, image_size=image_size).argmax(axis=1)
         seed_acc = float(np.mean(seed_pred == val_labels))
         cached_pred = head_cached.predict(np.asarray(val_features, np.float32), verbose=0).argmax(axis=1)
         cached_acc = float(np.mean(cached_pred == val_labels))

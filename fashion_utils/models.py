@@ -19,6 +19,11 @@ import keras
 import numpy as np
 import pandas as pd
 
+from fashion_utils import config
+from fashion_utils.atomic import atomic_path
+from fashion_utils.checks import positive_float, positive_int, positive_ints, rate
+from fashion_utils.features import predict_image_files
+
 __all__ = [
     "ClassNames",
     "build_classifier_head",
@@ -59,16 +64,17 @@ class ClassNames(keras.layers.Layer):
         return {**super().get_config(), "class_names": list(self.class_names)}
 
 
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
-    return int(value)
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")
 
 
-def build_classifier_head(input_dim: int, num_classes: int, *, units: Sequence[int] = (50, 20),
-                          dropout: float = 0.0, activation: str = "relu",
+def build_classifier_head(input_dim: int, num_classes: int, *,
+                          units: Sequence[int] = config.ORIGINAL_UNITS, dropout: float = 0.0,
+                          l2: float = 0.0, activation: str = "relu",
                           name: str = "classifier_head") -> keras.Model:
     """The original study's head: Dense layers (``units``) then a softmax over the classes.
+
+    The one head of the study: notebook 03 trains it with the original values, and the
+    tuner's hypermodel (notebook 04) builds every trial with it.
 
     Args:
         input_dim: length of a feature vector (e.g. ``backbones.feature_dim(name)``).
@@ -76,35 +82,41 @@ def build_classifier_head(input_dim: int, num_classes: int, *, units: Sequence[i
         units: sizes of the hidden Dense layers (the original study: ``(50, 20)``); ``()``
             gives a multinomial logistic regression.
         dropout: dropout rate after each hidden layer (0: none, as in the original).
+        l2: L2 weight penalty on the hidden layers' kernels (0: none, as in the original).
         activation: activation of the hidden layers.
         name: the model's name.
 
     Returns:
         An uncompiled functional ``keras.Model``: ``(None, input_dim)`` → ``(None, num_classes)``.
     """
-    input_dim = _positive_int("input_dim", input_dim)
-    num_classes = _positive_int("num_classes", num_classes, minimum=2)
-    units = tuple(units)
-    for u in units:
-        _positive_int("units", u)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a rate with 0 <= x < 1. Received: dropout={dropout!r}")
+    input_dim = positive_int("input_dim", input_dim)
+    num_classes = positive_int("num_classes", num_classes, minimum=2)
+    units = positive_ints("units", units)
+    dropout = rate("dropout", dropout)
+    l2 = positive_float("l2", l2, allow_zero=True)
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     inputs = keras.Input(shape=(input_dim,), name="features")
     x = inputs
     for i, width in enumerate(units, start=1):
-        x = keras.layers.Dense(width, activation=activation, name=f"dense_{i}")(x)
+        x = keras.layers.Dense(width, activation=activation, kernel_regularizer=regularizer,
+                               name=f"dense_{i}")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def compile_classifier(model: keras.Model, *, learning_rate: float = 1e-3) -> keras.Model:
-    """Compile for integer labels: Adam(``learning_rate``), sparse cross-entropy, accuracy."""
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be > 0. Received: learning_rate={learning_rate!r}")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+def compile_classifier(model: keras.Model, *, learning_rate: float = config.ORIGINAL_LEARNING_RATE,
+                       optimizer: str = "adam") -> keras.Model:
+    """Compile for integer labels: ``optimizer`` at ``learning_rate`` (Adam, as in the original;
+    SGD with momentum 0.9; RMSprop), sparse cross-entropy, accuracy."""
+    learning_rate = positive_float("learning_rate", learning_rate)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}. Received: optimizer={optimizer!r}")
+    make = {"adam": lambda: keras.optimizers.Adam(learning_rate),
+            "sgd": lambda: keras.optimizers.SGD(learning_rate, momentum=0.9),
+            "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate)}[optimizer]
+    model.compile(optimizer=make(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -150,7 +162,7 @@ def build_end_to_end_model(backbone: keras.Model, head: keras.Model, *, class_na
         A functional ``keras.Model`` taking ``(None, None, None, 3)`` float RGB 0–255 images of
         any size (one size per batch) and returning ``(None, len(class_names))`` probabilities.
     """
-    image_size = _positive_int("image_size", image_size, minimum=8)
+    image_size = positive_int("image_size", image_size, minimum=8)
     check_backbone_fits_head(backbone, head, image_size=image_size)
     if head.output_shape[-1] != len(class_names):
         raise ValueError(f"The head has {head.output_shape[-1]} outputs but {len(class_names)} class names "
@@ -173,12 +185,23 @@ def class_names_of(model: keras.Model) -> list[str]:
     raise ValueError(f"Model {model.name!r} has no ClassNames layer: build it with build_end_to_end_model.")
 
 
-def model_image_size(model: keras.Model) -> int:
-    """The side the model resizes its input to (its ``resize`` layer)."""
+def model_image_size(model: keras.Model, *, default: int | None = None) -> int:
+    """The square side a model works at: its fixed input size, else the size of its first
+    ``Resizing`` layer (end-to-end models resize any input), else ``default``.
+
+    Raises:
+        ValueError: neither a fixed square input nor a ``Resizing`` layer, and no ``default``.
+    """
+    shape = tuple(model.input_shape)
+    if len(shape) == 4 and shape[1] is not None and shape[1] == shape[2]:
+        return int(shape[1])
     for layer in model.layers:
         if isinstance(layer, keras.layers.Resizing):
             return int(layer.get_config()["height"])
-    raise ValueError(f"Model {model.name!r} has no Resizing layer: build it with build_end_to_end_model.")
+    if default is None:
+        raise ValueError(f"Model {model.name!r} has no fixed input size {shape} and no Resizing "
+                         f"layer: build it with build_end_to_end_model, or pass image_size=")
+    return int(default)
 
 
 def save_end_to_end_model(model: keras.Model, path: str | os.PathLike) -> Path:
@@ -187,10 +210,8 @@ def save_end_to_end_model(model: keras.Model, path: str | os.PathLike) -> Path:
     if path.suffix != ".keras":
         raise ValueError(f"The model file must end in '.keras'. Received: path={os.fspath(path)!r}")
     class_names_of(model)  # refuse a model that would not be self-describing
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
     return path
 
 
@@ -202,31 +223,12 @@ def load_end_to_end_model(path: str | os.PathLike) -> keras.Model:
     return keras.saving.load_model(path, custom_objects={"ClassNames": ClassNames})
 
 
-def _load_for_model(path: str, *, image_size: int):
-    """Decode and resize one image exactly as the feature extraction did (``features``):
-    any JPEG/PNG/GIF/BMP to RGB, large JPEGs decoded at a reduced DCT scale. Other formats
-    (WebP, TIFF) go through PIL (``image_files.read_image_rgb``)."""
-    import tensorflow as tf
-
-    from fashion_utils.features import decode_image_tensor
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"No image file at {path}")
-    try:
-        return decode_image_tensor(tf.io.read_file(path), image_size=image_size)
-    except tf.errors.InvalidArgumentError:
-        from fashion_utils.image_files import read_image_rgb
-
-        img = tf.constant(read_image_rgb(path), dtype=tf.float32)
-        return tf.image.resize(img, [image_size, image_size], antialias=True)
-
-
 def predict_images(model_path: str | os.PathLike | keras.Model, image_paths: Sequence[str | os.PathLike],
                    *, batch_size: int = 64) -> pd.DataFrame:
     """Class probabilities for image files (JPEG, PNG, ...; RGB, grayscale, any size).
 
     Each image is decoded to RGB and resized to the model's input side exactly as the
-    cached features were (``features.decode_image_tensor``), so the probabilities match the
+    cached features were (``features.predict_image_files``), so the probabilities match the
     head on the cached features; the model's own ``Resizing`` is then the identity. Calling
     the model on the full-size decoded image gives the same result (bilinear resizing either
     way), up to JPEG decoding: large JPEGs are decoded at a reduced DCT scale here.
@@ -240,20 +242,14 @@ def predict_images(model_path: str | os.PathLike | keras.Model, image_paths: Seq
         One row per image: ``image_path``, ``label`` (the most probable class), ``confidence``
         (its probability), then one probability column per class name.
     """
-    import tensorflow as tf
-
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = positive_int("batch_size", batch_size)
     model = model_path if isinstance(model_path, keras.Model) else load_end_to_end_model(model_path)
     names = class_names_of(model)
-    size = model_image_size(model)
     paths = [os.fspath(p) for p in image_paths]
     if not paths:
         raise ValueError("predict_images needs at least one image. Received: 0 paths")
-    chunks = []
-    for lo in range(0, len(paths), batch_size):
-        batch = tf.stack([_load_for_model(p, image_size=size) for p in paths[lo:lo + batch_size]])
-        chunks.append(np.asarray(model.predict_on_batch(batch)))
-    probs = np.concatenate(chunks)
+    probs = predict_image_files(model, paths, image_size=model_image_size(model),
+                                batch_size=batch_size)
     table = pd.DataFrame({"image_path": paths, "label": [names[i] for i in probs.argmax(axis=1)],
                           "confidence": probs.max(axis=1)})
     return pd.concat([table, pd.DataFrame(probs, columns=names)], axis=1)

@@ -35,8 +35,11 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
+from fashion_utils import config, features
 from fashion_utils.atomic import write_json_atomic
-from fashion_utils import config
+from fashion_utils.checks import positive_ints
+from fashion_utils.evaluation import macro_f1
+from fashion_utils.models import ClassNames, check_backbone_fits_head
 
 __all__ = [
     "MISSING",
@@ -247,14 +250,6 @@ def _layer_name(column: str) -> str:
     return re.sub(r"\W", "_", str(column))
 
 
-def _check_units(name: str, units: Sequence[int]) -> tuple[int, ...]:
-    units = tuple(units)
-    for u in units:
-        if isinstance(u, bool) or not isinstance(u, (int, np.integer)) or u < 1:
-            raise ValueError(f"{name} must be positive integers. Received: {name}={units!r}")
-    return tuple(int(u) for u in units)
-
-
 def build_multi_output_head(input_dim: int, num_classes: Mapping[str, int], *,
                             shared_units: Sequence[int] = (256,), head_units: Sequence[int] = (64,),
                             dropout: float = 0.2, activation: str = "relu",
@@ -283,7 +278,7 @@ def build_multi_output_head(input_dim: int, num_classes: Mapping[str, int], *,
     names = [_layer_name(c) for c in num_classes]
     if len(set(names)) != len(names):
         raise ValueError(f"Attribute names clash once made layer-safe: {names}")
-    shared_units, head_units = _check_units("shared_units", shared_units), _check_units("head_units", head_units)
+    shared_units, head_units = positive_ints("shared_units", shared_units), positive_ints("head_units", head_units)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a rate with 0 <= x < 1. Received: dropout={dropout!r}")
     inputs = keras.Input(shape=(int(input_dim),), name="features")
@@ -415,7 +410,6 @@ def evaluate_multi_output(model: keras.Model, x: Any, labels: pd.DataFrame, *,
         Indexed by attribute: ``classes``, ``n_labelled`` (rows scored), ``n_missing``,
         ``n_unknown`` (a class never seen in training), ``accuracy``, ``macro_f1``.
     """
-    from fashion_utils.evaluation import macro_f1
 
     _check_rows("evaluate", x, labels)
     probs = _predict_probabilities(model, x, batch_size=batch_size)
@@ -454,7 +448,6 @@ def build_multi_output_end_to_end(backbone: keras.Model, head: keras.Model, *,
     Returns:
         A functional model ``(None, None, None, 3)`` → ``{attribute: probabilities}``.
     """
-    from fashion_utils.models import ClassNames, check_backbone_fits_head
 
     check_backbone_fits_head(backbone, head, image_size=image_size)
     if set(head.output.keys()) != set(encoders):
@@ -474,25 +467,18 @@ def predict_image_files(model: keras.Model, image_paths: Sequence[str | os.PathL
                         batch_size: int = 64) -> pd.DataFrame:
     """Predicted class per attribute for image files, with the end-to-end model.
 
-    Images are streamed with ``features.image_dataset`` (the extractor's decoding: DCT-scaled
+    Images go through ``features.predict_image_files`` (the extractor's decoding: DCT-scaled
     JPEG decode, then resize), so predictions match the cached-feature pipeline.
 
     Returns:
         ``image_path``, then per attribute its predicted class and ``<attr>_p``.
     """
-    from fashion_utils.features import image_dataset
-
     paths = [os.fspath(p) for p in image_paths]
     if not paths:
         raise ValueError("predict_image_files needs at least one image. Received: 0 paths")
-    chunks: dict[str, list[np.ndarray]] = {c: [] for c in encoders}
-    for batch in image_dataset(paths, image_size=image_size, batch_size=batch_size):
-        out = model(batch, training=False)
-        for c in encoders:
-            chunks[c].append(np.asarray(out[c]))
+    out = features.predict_image_files(model, paths, image_size=image_size, batch_size=batch_size)
     table: dict[str, Any] = {"image_path": paths}
     for column, enc in encoders.items():
-        p = np.concatenate(chunks[column])
-        table[column] = enc.decode(p.argmax(axis=1))
-        table[f"{column}_p"] = p.max(axis=1)
+        table[column] = enc.decode(out[column].argmax(axis=1))
+        table[f"{column}_p"] = out[column].max(axis=1)
     return pd.DataFrame(table)

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Sequence
 import numpy as np
 import pandas as pd
+from fashion_utils.checks import positive_int
 from fashion_utils.config import SEED
-from fashion_utils.similarity import SimilarityIndex, _check_k
+from fashion_utils.similarity import SimilarityIndex
 
 
 # --------------------------------------------------------------------------- metrics
@@ -35,7 +36,7 @@ def precision_at_k(relevance: Any, *, k: int | None = None) -> float:
         k: use the first k columns (default all); must not exceed K.
     """
     rel = _relevance(relevance)
-    k = rel.shape[1] if k is None else _check_k(k)
+    k = rel.shape[1] if k is None else positive_int("k", k)
     if k > rel.shape[1]:
         raise ValueError(f"k={k} exceeds the {rel.shape[1]} neighbours given")
     if len(rel) == 0:
@@ -57,7 +58,7 @@ def average_precision_at_k(relevance: Any, *, k: int | None = None,
         ``(Q,)`` floats in [0, 1]; 0 for a query with nothing relevant.
     """
     rel = _relevance(relevance)
-    k = rel.shape[1] if k is None else _check_k(k)
+    k = rel.shape[1] if k is None else positive_int("k", k)
     if k > rel.shape[1]:
         raise ValueError(f"k={k} exceeds the {rel.shape[1]} neighbours given")
     rel = rel[:, :k].astype(np.float64)
@@ -120,7 +121,7 @@ def evaluate_neighbours(neighbours: np.ndarray, query_positions: Sequence[int],
 def random_neighbours(n_items: int, query_positions: Sequence[int], k: int, *,
                       seed: int = SEED) -> np.ndarray:
     """The random baseline: k distinct random rows per query, never the query itself."""
-    k = _check_k(k)
+    k = positive_int("k", k)
     if n_items - 1 < k:
         raise ValueError(f"need more than k={k} items. Received: n_items={n_items}")
     rng = np.random.default_rng(seed)

@@ -35,9 +35,12 @@ import numpy as np
 import pandas as pd
 
 from fashion_utils.atomic import write_csv_atomic
+from fashion_utils.checks import columns_present, positive_int
 from fashion_utils import config
 from fashion_utils.config import Paths
 from fashion_utils.splits import SPLIT_NAMES
+from fashion_utils.features import invalidate_caches_with_ids
+from fashion_utils.image_files import read_image_rgb
 
 __all__ = [
     "AugmentationReport",
@@ -60,21 +63,6 @@ PROVENANCE_COLUMNS: tuple[str, ...] = ("split", "source_id", "augmented")
 MANIFEST_NAME = "manifest.json"
 
 
-def _check_columns(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{what} lacks column(s) {missing}. Received columns: {list(table.columns)}")
-
-
-def _check_count(name: str, value: Any, *, allow_none: bool = True, minimum: int = 1) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if allow_none else ''}. "
-                         f"Received: {name}={value!r}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------- classes and caps
 
 
@@ -91,8 +79,8 @@ def drop_rare_classes(catalog: pd.DataFrame, *, target: str,
         ``(kept, dropped)``: the kept rows (catalog order) and one row per dropped group
         ``[class, items, reason]`` — nothing leaves the study without being listed.
     """
-    _check_columns(catalog, [target], "catalog")
-    min_per_class = _check_count("min_per_class", min_per_class)
+    columns_present(catalog, [target], "catalog")
+    min_per_class = positive_int("min_per_class", min_per_class, allow_none=True)
     unlabelled = catalog[target].isna()
     counts = catalog.loc[~unlabelled, target].value_counts()
     rare = counts[counts < min_per_class] if min_per_class else counts.iloc[:0]
@@ -133,8 +121,8 @@ def cap_per_class(catalog: pd.DataFrame, *, target: str, cap: int | None,
     Returns:
         The sampled rows, in the catalog's order.
     """
-    _check_columns(catalog, ["id", target, "split"], "catalog")
-    cap = _check_count("cap", cap)
+    columns_present(catalog, ["id", target, "split"], "catalog")
+    cap = positive_int("cap", cap, allow_none=True)
     catalog = catalog.reset_index(drop=True)
     if cap is None:
         return catalog.copy()
@@ -231,7 +219,6 @@ def estimate_background(image_paths: Sequence[str], *, n: int = 50, seed: int = 
 
     About 0 for Fashion-MNIST (black), about 255 for catalog photos on white.
     """
-    from fashion_utils.image_files import read_image_rgb
 
     paths = list(image_paths)
     if not paths:
@@ -255,7 +242,7 @@ def preview_augmentations(image: np.ndarray, *, augmenter: Any, n: int = 7) -> l
     Returns:
         ``[image, aug_1, ..., aug_n]`` as uint8 arrays.
     """
-    n = _check_count("n", n, allow_none=False)
+    n = positive_int("n", n)
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"image must be an RGB array (H, W, 3). Received shape: {image.shape}")
@@ -281,8 +268,8 @@ def plan_augmentation(sample: pd.DataFrame, *, target: str, augment_to: int | No
         ``[id, source_id, <target>]`` with ids ``<source_id>_aug<k>`` (``k`` counts from 1
         for each source).
     """
-    _check_columns(sample, ["id", target, "split"], "sample")
-    augment_to = _check_count("augment_to", augment_to)
+    columns_present(sample, ["id", target, "split"], "sample")
+    augment_to = positive_int("augment_to", augment_to, allow_none=True)
     columns = ["id", "source_id", target]
     originals = sample if "augmented" not in sample.columns else sample[~sample["augmented"].astype(bool)]
     train = originals[originals["split"] == "train"]
@@ -337,7 +324,6 @@ def _read_source(path: str, *, max_side: int | None) -> np.ndarray:
     """A source image as uint8 RGB, shrunk (aspect kept) so that neither side exceeds ``max_side``."""
     from PIL import Image
 
-    from fashion_utils.image_files import read_image_rgb
 
     img = read_image_rgb(path)
     if max_side is not None and max(img.shape[:2]) > max_side:
@@ -405,11 +391,11 @@ def augment_training_side(sample: pd.DataFrame, *, target: str, augment_to: int 
         ``(study_sample, report)``: the sample plus one row per copy, with provenance columns
         ``source_id`` (the id itself for originals) and ``augmented``.
     """
-    _check_columns(sample, ["id", "image_path", target, "split"], "sample")
-    max_side = _check_count("max_side", max_side, minimum=8)
+    columns_present(sample, ["id", "image_path", target, "split"], "sample")
+    max_side = positive_int("max_side", max_side, minimum=8, allow_none=True)
     if "augmented" in sample.columns and sample["augmented"].astype(bool).any():
         raise ValueError("sample already holds augmented rows: pass the capped sample of originals.")
-    batch_size = _check_count("batch_size", batch_size, allow_none=False)
+    batch_size = positive_int("batch_size", batch_size)
     base = sample.drop(columns=[c for c in PROVENANCE_COLUMNS if c != "split"], errors="ignore").copy()
     base["id"] = base["id"].astype(str)
     base["source_id"] = base["id"]
@@ -459,7 +445,6 @@ def augment_training_side(sample: pd.DataFrame, *, target: str, augment_to: int 
             report.removed_stale += 1
             changed.append(stale.stem)
     if features_dir is not None and changed:
-        from fashion_utils.features import invalidate_caches_with_ids
 
         report.invalidated_caches = [p.name for p in invalidate_caches_with_ids(features_dir, changed)]
 
@@ -489,7 +474,7 @@ def check_provenance(sample: pd.DataFrame, *, splits: pd.DataFrame | None = None
     Raises:
         ValueError: naming the offending ids.
     """
-    _check_columns(sample, ["id", "split", "source_id", "augmented"], "sample")
+    columns_present(sample, ["id", "split", "source_id", "augmented"], "sample")
     ids = sample["id"].astype(str)
     if ids.duplicated().any():
         raise ValueError(f"Duplicate ids in the study sample, e.g. {ids[ids.duplicated()].unique()[:5].tolist()}")
@@ -536,7 +521,7 @@ def study_sample_table(catalog: pd.DataFrame, sample: pd.DataFrame, *, target: s
 
     Classes that were dropped show their catalog count and zeros. A ``total`` row closes it.
     """
-    _check_columns(sample, [target, "split", "augmented"], "sample")
+    columns_present(sample, [target, "split", "augmented"], "sample")
     augmented = sample["augmented"].astype(bool)
     table = pd.DataFrame({
         "catalog": catalog[target].value_counts(),
@@ -564,7 +549,7 @@ def study_sample_path(paths: Paths, *, target: str = config.DEFAULT_TARGET) -> P
 def save_study_sample(sample: pd.DataFrame, paths: Paths, *, target: str = config.DEFAULT_TARGET,
                       splits: pd.DataFrame | None = None) -> Path:
     """Check provenance (:func:`check_provenance`), then write the sample atomically."""
-    _check_columns(sample, ["id", "image_path", target, *PROVENANCE_COLUMNS], "sample")
+    columns_present(sample, ["id", "image_path", target, *PROVENANCE_COLUMNS], "sample")
     check_provenance(sample, splits=splits)
     first = ["id", "image_path", target]
     columns = first + [c for c in sample.columns if c not in first and c not in PROVENANCE_COLUMNS]

@@ -20,6 +20,7 @@ import time
 from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
+from fashion_utils.checks import positive_int
 from fashion_utils.config import SEED
 from fashion_utils.embeddings import embed_image_files, l2_normalize
 
@@ -33,12 +34,6 @@ _BOUND_TOLERANCE = 1e-4  # slack on the pruning bound, far above float32 roundin
 
 
 # --------------------------------------------------------------------------- the index
-
-
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer. Received: k={k!r}")
-    return int(k)
 
 
 _CONTROLLER: list[Any] = []
@@ -289,7 +284,7 @@ class SimilarityIndex:
     def _search_stored_basis(self, q: np.ndarray, k: int, *, exclude: Any = None,
                              mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`search` for unit query rows already in the stored (possibly rotated) basis."""
-        k = _check_k(k)
+        k = positive_int("k", k)
         excl = np.full(len(q), -1, dtype=np.int64) if exclude is None else \
             np.asarray(exclude, dtype=np.int64).reshape(-1)
         if len(excl) != len(q):
@@ -488,7 +483,7 @@ class SimilarityIndex:
             ``(positions, scores)``, both ``(Q, k)`` (row positions into :attr:`ids`; ``-1`` /
             NaN where fewer than k items exist).
         """
-        k = _check_k(k)
+        k = positive_int("k", k)
         qpos = self.positions(query_ids)
         out_p, out_s = [], []
         for lo in range(0, len(qpos), batch_size):

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 import keras
 import keras_tuner as kt
-from fashion_utils.atomic import write_json_atomic
+from fashion_utils import features, models, sampling
+from fashion_utils.atomic import atomic_path, write_json_atomic
 from fashion_utils import config
 from fashion_utils.checks import positive_int
 
@@ -583,84 +584,53 @@ def synthetic_search_data(*, n: int = 600, dim: int = 16, num_classes: int = 4,
 def load_search_data(data_dir: str | os.PathLike | None = None, *,
                      backbone: str = config.DEFAULT_BACKBONE, target: str = config.DEFAULT_TARGET,
                      image_size: int | None = None) -> dict[str, Any]:
-    """Train and validation features of a data set from the feature cache (never the test set).
+    """Train and validation features of a data set, as notebooks 03 and 04 read them.
 
-    Looks in ``get_paths(data_dir).features`` for a finished cache of ``backbone`` (preferring
-    ``image_size``, default ``config.DEFAULT_IMAGE_SIZE``; else the largest). Rows and labels
-    come from notebook 02's study sample, as in notebook 03 (``sampling.load_study_sample``);
-    without one, from the catalog and its ``splits.csv`` (made afresh with
-    ``splits.make_splits`` when missing).
+    Rows and labels come from notebook 02's study sample (``sampling.load_study_sample``),
+    features from notebook 03's cache of ``backbone`` (``features.find_feature_caches``;
+    ``image_size`` preferred, default ``config.DEFAULT_IMAGE_SIZE``, else the largest cache).
+    The test side is never read.
 
     Returns:
         Like :func:`synthetic_search_data`, plus ``"missing"``: train/val rows without features
         (counted, not silently dropped).
 
     Raises:
-        FileNotFoundError: no feature cache for that backbone, or one without train/val rows.
+        FileNotFoundError: no study sample for ``target`` (run notebook 02), no cache of that
+            backbone (run notebook 03), or a cache without train/val rows.
     """
     paths = config.get_paths(data_dir)
     wanted = image_size or config.DEFAULT_IMAGE_SIZE
-    candidates = []
-    for meta_file in sorted(paths.features.glob("*/meta.json")):
-        meta = json.loads(meta_file.read_text())
-        if meta.get("model_key") == backbone and (meta_file.parent / "features.npy").exists():
-            candidates.append((meta.get("image_size") == wanted, int(meta.get("n", 0)),
-                               meta_file.parent, meta))
-    if not candidates:
+    caches = features.find_feature_caches(paths.features, model_key=backbone)
+    if not caches:
         raise FileNotFoundError(f"No finished {backbone!r} feature cache under {paths.features} "
                                 f"(run notebook 03 first).")
-    _, _, folder, meta = max(candidates, key=lambda c: (c[0], c[1]))
-    ids = (folder / "ids.txt").read_text().split()
-    features = np.load(folder / "features.npy", mmap_mode="r")
-    rows, origin = _labelled_rows(paths, target)
-    class_names = sorted(rows[target].astype(str).unique())
-    index = {name: i for i, name in enumerate(class_names)}
-    position = {item: i for i, item in enumerate(ids)}
+    cache = max(caches, key=lambda c: (c.meta.get("image_size") == wanted, len(c.ids)))
+    sample = sampling.load_study_sample(paths, target=target)
+    class_names = sorted(sample[target].astype(str).unique())
+    have_ids = set(cache.ids.tolist())
     out: dict[str, Any] = {"class_names": class_names, "missing": {}}
     for side in ("train", "val"):
-        part = rows[rows["split"] == side]
-        have = part[part["id"].isin(position)]
+        part = sample[sample["split"] == side]
+        have = part[part["id"].astype(str).isin(have_ids)]
         out["missing"][side] = int(len(part) - len(have))
         if have.empty:
-            raise FileNotFoundError(f"The cache {folder.name} holds no {side} row of the {origin}.")
-        out[f"x_{side}"] = np.asarray(features[[position[i] for i in have["id"]]], dtype=np.float32)
-        out[f"y_{side}"] = have[target].astype(str).map(index).to_numpy(dtype=np.int64)
-    out["source"] = (f"{paths.data_dir.name}: {backbone} features @ {meta.get('image_size')} px "
-                     f"({folder.name}), {origin}, target {target}")
+            raise FileNotFoundError(f"The cache {cache.folder.name} holds no {side} row of the "
+                                    f"study sample.")
+        out[f"x_{side}"] = features.align_features(have["id"], cache.ids, cache.features)
+        out[f"y_{side}"] = models.encode_labels(have[target], class_names=class_names)
+    out["source"] = (f"{paths.data_dir.name}: {backbone} features @ {cache.meta.get('image_size')}"
+                     f" px ({cache.folder.name}), study sample, target {target}")
     return out
-
-
-def _labelled_rows(paths: config.Paths, target: str) -> tuple[pd.DataFrame, str]:
-    """``id, split, <target>`` rows: the study sample if notebook 02 made one, else the catalog."""
-    from fashion_utils import sampling
-    from fashion_utils import splits as splits_module
-    from fashion_utils.data import load_catalog
-
-    try:
-        sample = sampling.load_study_sample(paths, target=target)
-        return sample.assign(id=sample["id"].astype(str))[["id", "split", target]], "study sample"
-    except FileNotFoundError:
-        pass
-    catalog, _ = load_catalog(paths.data_dir, check_images=False)
-    catalog = catalog.assign(id=catalog["id"].astype(str))
-    try:
-        splits = splits_module.load_splits(paths, target=target)
-    except FileNotFoundError:
-        splits = splits_module.make_splits(catalog, target=target, seed=config.SEED)
-    rows = catalog[["id", target]].merge(splits.assign(id=splits["id"].astype(str)), on="id")
-    return rows.dropna(subset=[target]), "catalog"
 
 
 def save_search_data(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write search arrays to an ``.npz`` (atomically): what chief and workers read."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **{k: np.asarray(data[k]) for k in ("x_train", "y_train", "x_val", "y_val")},
-             class_names=np.asarray(data["class_names"], dtype=str),
-             source=np.asarray(str(data.get("source", ""))))
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **{k: np.asarray(data[k]) for k in ("x_train", "y_train", "x_val", "y_val")},
+                 class_names=np.asarray(data["class_names"], dtype=str),
+                 source=np.asarray(str(data.get("source", ""))))
+    return Path(path)
 
 
 def read_search_data(path: str | os.PathLike) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from typing import Any, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from fashion_utils.image_files import read_image_rgb
+from fashion_utils.plots import image_grid
 
 ALL = "(all)"
 NO_FILTER = "none"
@@ -51,7 +53,6 @@ def png_thumbnail(path: str, size: int) -> bytes:
 def _read_rgb(image: Any) -> np.ndarray:
     if isinstance(image, np.ndarray):
         return image
-    from fashion_utils.image_files import read_image_rgb
 
     return read_image_rgb(image)
 
@@ -156,7 +157,6 @@ def render_thumbnail_page(catalog: pd.DataFrame, ids: Sequence[str], *,
                           label_column: str | None = "articleType", ncols: int = 8,
                           size: float = 1.2) -> plt.Figure:
     """The explorer's thumbnail page as a figure: each image titled with its id and label."""
-    from fashion_utils.plots import image_grid
 
     cat = _by_id(catalog)
     rows = [cat.loc[str(i)] for i in ids]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import bench_recommender, embeddings, retrieval, similarity
+from fashion_utils import bench_recommender, embeddings, models, retrieval, similarity
 from fashion_utils.similarity import SimilarityIndex
 
 
@@ -221,7 +221,7 @@ def test_index_rejects_bad_inputs():
     index = SimilarityIndex(["a", "b"], np.eye(2))
     with pytest.raises(KeyError, match="'zz'"):
         index.query("zz")
-    with pytest.raises(ValueError, match="k must be a positive integer. Received: k=0"):
+    with pytest.raises(ValueError, match="k must be an integer >= 1. Received: k=0"):
         index.query("a", k=0)
     with pytest.raises(ValueError, match="\\(2,\\) vector"):
         index.query(np.ones(3))
@@ -329,7 +329,7 @@ def test_embedding_model_finds_the_dense_layer_inside_a_nested_head(tmp_path, im
     image = keras.Input((None, None, 3), name="image")
     model = keras.Model(image, head(backbone(keras.layers.Resizing(16, 16, name="resize")(image))), name="e2e")
     embed = embeddings.embedding_model(model)
-    assert embed.output_shape == (None, 6) and embeddings.model_image_size(embed) == 16
+    assert embed.output_shape == (None, 6) and models.model_image_size(embed) == 16
     x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
     dense = head.get_layer("dense_0")
     expected = np.maximum(0, x.mean(axis=(1, 2)) @ dense.kernel.numpy() + dense.bias.numpy())
