@@ -43,6 +43,13 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
     """Write ``obj`` as JSON (with a final newline) atomically; returns the path."""
     return write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")

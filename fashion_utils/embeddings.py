@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from fashion_utils import features, models
+from fashion_utils.atomic import save_npy_atomic
 from fashion_utils.checks import columns_present
 from fashion_utils.image_files import read_image_rgb
 
@@ -273,10 +274,7 @@ def histogram_embeddings(catalog: pd.DataFrame, *, cache_dir: str | os.PathLike,
     for i, path in enumerate(tqdm(paths, desc="colour histograms", unit="img", disable=not progress)):
         out[i] = histogram_vector(read_image_rgb(path, size=image_size), bins=bins,
                                   intensity_bins=intensity_bins)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}.npy")
-    np.save(tmp, out)
-    os.replace(tmp, final)
+    save_npy_atomic(final, out)
     return np.asarray(ids), out
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from fashion_utils import config
+from fashion_utils.atomic import atomic_dir
 
 
 PathLike = str | os.PathLike
@@ -241,23 +242,12 @@ def prepare_fashion_mnist(out_dir: PathLike, *, source_dir: PathLike | None = No
                              f"Received: labels in {labels.min()}..{labels.max()}")
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_dirs(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _write_fashion_mnist(tmp, arrays, source)
-        if out.exists():
-            if _is_prepared(out):  # another process finished first
-                return out
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            shutil.rmtree(old)
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if not _is_prepared(out):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(out, replace=True) as tmp:  # a partial folder of ours is replaced
+            _write_fashion_mnist(tmp, arrays, source)
+    except OSError:
+        if not _is_prepared(out):  # else another process finished first
+            raise
     return out
 
 

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from fashion_utils.atomic import write_csv_atomic
+
 
 PathLike = str | os.PathLike
 
@@ -186,15 +188,8 @@ def _read_check_cache(cache_file: Path, notes: list[str]) -> dict[str, tuple]:
 
 
 def _write_check_cache(cache_file: Path, entries: dict[str, tuple]) -> None:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame([(path, *values) for path, values in entries.items()], columns=_CACHE_COLUMNS)
-    tmp = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, cache_file)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_csv_atomic(table, cache_file)
 
 
 def check_image_files(paths: list[str], *, check_images: bool, cache_dir: PathLike | None,

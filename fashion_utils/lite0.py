@@ -9,18 +9,17 @@ converted once (:func:`convert_lite0_state_dict`) and cached as arrays.
 
 from __future__ import annotations
 import collections
-import contextlib
 import importlib.resources
 import logging
 import os
 import pickle
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 from fashion_utils.config import weights_cache_dir
+from fashion_utils.atomic import atomic_path
 if TYPE_CHECKING:  # keras (and TensorFlow) are imported only when a model is built
     import keras
 
@@ -270,17 +269,9 @@ def _set_weights_by_name(model: keras.Model, weights: dict[str, list[np.ndarray]
 
 def _write_weights_npz(weights: dict[str, list[np.ndarray]], path: Path) -> None:
     """Write ``{layer: [arrays]}`` as ``layer/index`` entries, atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     flat = {f"{name}/{i}": a for name, arrays in weights.items() for i, a in enumerate(arrays)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **flat)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **flat)
 
 
 def _read_weights_npz(path: Path) -> dict[str, list[np.ndarray]]:

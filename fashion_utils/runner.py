@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from fashion_utils import config
+from fashion_utils.atomic import write_text_atomic
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
 
@@ -105,11 +106,7 @@ def export_html(notebook: Path) -> Path:
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
-    out = notebook.with_suffix(".html")
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_text_atomic(notebook.with_suffix(".html"), body)
 
 
 def run_notebooks(*, quick: bool = False, parameters: dict[str, Any] | None = None,

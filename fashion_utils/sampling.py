@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from fashion_utils.atomic import write_csv_atomic
+from fashion_utils.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from fashion_utils.checks import columns_present, positive_int
 from fashion_utils import config
 from fashion_utils.config import Paths
@@ -354,9 +354,7 @@ def _write_png(array: np.ndarray, path: Path) -> str:
         if path.read_bytes() == data:
             return "unchanged"
         status = "rewritten"
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
     return status
 
 
@@ -434,10 +432,8 @@ def augment_training_side(sample: pd.DataFrame, *, target: str, augment_to: int 
         report.written = len(status["new"]) + len(status["rewritten"])
         report.reused = len(status["unchanged"])
         changed += status["rewritten"]
-        tmp = manifest.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({"fingerprint": fingerprint, "n": len(files), "target": target,
-                                   "augment_to": augment_to, "seed": seed}, indent=1))
-        os.replace(tmp, manifest)
+        write_json_atomic(manifest, {"fingerprint": fingerprint, "n": len(files), "target": target,
+                                     "augment_to": augment_to, "seed": seed}, indent=1)
     wanted = {f.name for f in files}
     for stale in out.glob("*_aug*.png"):
         if stale.name not in wanted:

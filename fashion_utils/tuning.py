@@ -35,11 +35,8 @@ from fashion_utils.atomic import atomic_path, write_json_atomic
 from fashion_utils import config
 from fashion_utils.checks import positive_int
 
-
-
 UNITS_CHOICES: tuple[int, ...] = (16, 20, 32, 40, 50, 64, 128, 256, 512)
 LEARNING_RATES: tuple[float, ...] = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
-OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")
 BATCH_SIZES: tuple[int, ...] = (10, 32, 64, 128, 256)  # 10: the original study's
 L2_CHOICES: tuple[float, ...] = (0.0, 1e-5, 1e-4, 1e-3)
 MAX_DENSE_LAYERS = 3
@@ -60,10 +57,11 @@ ORIGINAL_SEARCH: dict[str, Any] = {
 #: The baseline head of notebook 03 (Dense 50-20-N, Adam 1e-3, batch 10 as in the original
 #: study) as values of the wide space: the configuration every tuned one is compared with.
 BASELINE_VALUES: dict[str, Any] = {
-    "dense_layers": 2, "units_0": 50, "units_1": 20, "dropout": 0.0, "l2": 0.0,
-    "optimizer": "adam", "learning_rate": 1e-3, "batch_size": 10,
+    "dense_layers": len(config.ORIGINAL_UNITS),
+    **{f"units_{i}": u for i, u in enumerate(config.ORIGINAL_UNITS)},
+    "dropout": 0.0, "l2": 0.0, "optimizer": "adam",
+    "learning_rate": config.ORIGINAL_LEARNING_RATE, "batch_size": config.ORIGINAL_BATCH_SIZE,
 }
-ORIGINAL_BATCH_SIZE = 10
 
 
 def original_search_space() -> dict[str, Any]:
@@ -111,40 +109,23 @@ class HeadHyperModel(kt.HyperModel):
     def _build_original(self, hp: kt.HyperParameters) -> keras.Model:
         units = hp.Choice("units_0", list(ORIGINAL_SEARCH["space"]["units_0"]))
         learning_rate = hp.Choice("learning_rate", list(ORIGINAL_SEARCH["space"]["learning_rate"]))
-        hp.Fixed("batch_size", ORIGINAL_BATCH_SIZE)
-        inputs = keras.Input(shape=(self.input_dim,), name="features")
-        x = keras.layers.Dense(units, activation="relu", name="dense_0")(inputs)
-        x = keras.layers.Dense(20, activation="relu", name="dense_1")(x)
-        outputs = keras.layers.Dense(self.num_classes, activation="softmax", name="predictions")(x)
-        model = keras.Model(inputs, outputs, name="original_tuned_head")
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        return model
+        hp.Fixed("batch_size", config.ORIGINAL_BATCH_SIZE)
+        head = models.build_classifier_head(self.input_dim, self.num_classes,
+                                            units=(units, *config.ORIGINAL_UNITS[1:]),
+                                            name="original_tuned_head")
+        return models.compile_classifier(head, learning_rate=learning_rate)
 
     def _build_wide(self, hp: kt.HyperParameters) -> keras.Model:
         n_layers = hp.Int("dense_layers", 1, MAX_DENSE_LAYERS)
         dropout = round(hp.Float("dropout", 0.0, MAX_DROPOUT, step=0.1), 4)
         l2 = hp.Choice("l2", list(L2_CHOICES))
-        regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
-        inputs = keras.Input(shape=(self.input_dim,), name="features")
-        x = inputs
-        for i in range(n_layers):
-            units = hp.Choice(f"units_{i}", list(UNITS_CHOICES))
-            x = keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer,
-                                   name=f"dense_{i}")(x)
-            if dropout > 0:
-                x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
-        outputs = keras.layers.Dense(self.num_classes, activation="softmax", name="predictions")(x)
-        model = keras.Model(inputs, outputs, name="tuned_head")
-        name = hp.Choice("optimizer", list(OPTIMIZERS))
+        units = tuple(hp.Choice(f"units_{i}", list(UNITS_CHOICES)) for i in range(n_layers))
+        optimizer = hp.Choice("optimizer", list(models.OPTIMIZERS))
         learning_rate = hp.Choice("learning_rate", list(LEARNING_RATES))
         hp.Choice("batch_size", list(BATCH_SIZES))
-        optimizer = {"adam": lambda: keras.optimizers.Adam(learning_rate),
-                     "sgd": lambda: keras.optimizers.SGD(learning_rate, momentum=0.9),
-                     "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate)}[name]()
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
-        return model
+        head = models.build_classifier_head(self.input_dim, self.num_classes, units=units,
+                                            dropout=dropout, l2=l2, name="tuned_head")
+        return models.compile_classifier(head, learning_rate=learning_rate, optimizer=optimizer)
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any):
         """``model.fit`` with the batch size taken from ``hp``; returns the History."""
@@ -244,7 +225,8 @@ def _same(a: Any, b: Any) -> bool:
 def baseline_hyperparameters(hypermodel: HeadHyperModel) -> kt.HyperParameters:
     """The baseline head (Dense 50-20-N, Adam 1e-3, batch 10) in the hypermodel's space."""
     if hypermodel.space == "original":
-        return hyperparameters_from_values(hypermodel, {"units_0": 50, "learning_rate": 1e-3})
+        return hyperparameters_from_values(hypermodel, {
+            "units_0": config.ORIGINAL_UNITS[0], "learning_rate": config.ORIGINAL_LEARNING_RATE})
     return hyperparameters_from_values(hypermodel, BASELINE_VALUES)
 
 
