@@ -125,19 +125,8 @@ def _file_digest(path: Path) -> str:
 def pretrained_embeddings(catalog: pd.DataFrame, *, backbone: str, image_size: int,
                           cache_dir: str | os.PathLike, batch_size: int = 256,
                           progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """L2-normalised pooled backbone features for every catalog row (cached by ``features``).
-
-    Args:
-        catalog: a table with ``id`` and ``image_path``.
-        backbone: a name from ``backbones.BACKBONE_NAMES``.
-        image_size: square input side in pixels.
-        cache_dir: the feature cache folder (notebooks pass ``paths.features``).
-        batch_size: images per forward pass.
-        progress: show a progress bar.
-
-    Returns:
-        ``(ids, vectors)`` in catalog order; vectors are float32 with unit rows.
-    """
+    """:func:`features.extract_features` of every catalog row (same arguments, same cache),
+    L2-normalised: ``(ids, vectors)`` in catalog order, float32 unit rows."""
 
     ids, feats = features.extract_features(catalog, backbone, image_size=image_size, cache_dir=cache_dir,
                                   batch_size=batch_size, progress=progress)
@@ -190,11 +179,10 @@ def finetuned_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *
         cache_dir: the feature cache folder.
         image_size: input side; default: the model's own input size.
         layer_name: embedding layer (default: the penultimate Dense layer).
-        batch_size: images per forward pass.
-        progress: show a progress bar.
+        batch_size, progress: images per forward pass; show a progress bar.
 
     Returns:
-        ``(ids, vectors)`` in catalog order; vectors are float32 with unit rows.
+        ``(ids, vectors)`` in catalog order, float32 unit rows.
     """
 
     columns_present(catalog, ["id", "image_path"], "catalog")

@@ -43,17 +43,17 @@ FASHION_MNIST_LABELS: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # index = the integer label in the idx files
+# The Kaggle hierarchy of each label, in label order (the table in the module docstring).
+_ARTICLE_TYPES = ("Tshirt", "Trousers", "Pullover", "Dress", "Coat", "Sandals", "Shirt",
+                  "Sneakers", "Bag", "Ankle Boots")
+_SUB_CATEGORIES = ("Topwear", "Bottomwear", "Topwear", "Dress", "Topwear", "Sandal", "Topwear",
+                   "Shoes", "Bags", "Shoes")
+_MASTER_CATEGORIES = ("Apparel",) * 5 + ("Footwear", "Apparel", "Footwear", "Accessories",
+                                         "Footwear")
 FASHION_MNIST_ATTRIBUTES: dict[str, dict[str, str]] = {
-    "T-shirt/top": {"articleType": "Tshirt", "subCategory": "Topwear", "masterCategory": "Apparel"},
-    "Trouser": {"articleType": "Trousers", "subCategory": "Bottomwear", "masterCategory": "Apparel"},
-    "Pullover": {"articleType": "Pullover", "subCategory": "Topwear", "masterCategory": "Apparel"},
-    "Dress": {"articleType": "Dress", "subCategory": "Dress", "masterCategory": "Apparel"},
-    "Coat": {"articleType": "Coat", "subCategory": "Topwear", "masterCategory": "Apparel"},
-    "Sandal": {"articleType": "Sandals", "subCategory": "Sandal", "masterCategory": "Footwear"},
-    "Shirt": {"articleType": "Shirt", "subCategory": "Topwear", "masterCategory": "Apparel"},
-    "Sneaker": {"articleType": "Sneakers", "subCategory": "Shoes", "masterCategory": "Footwear"},
-    "Bag": {"articleType": "Bag", "subCategory": "Bags", "masterCategory": "Accessories"},
-    "Ankle boot": {"articleType": "Ankle Boots", "subCategory": "Shoes", "masterCategory": "Footwear"},
+    label: {"articleType": a, "subCategory": s, "masterCategory": m}
+    for label, a, s, m in zip(FASHION_MNIST_LABELS, _ARTICLE_TYPES, _SUB_CATEGORIES,
+                              _MASTER_CATEGORIES)
 }
 FASHION_MNIST_COLUMNS: list[str] = ["id", "label", "articleType", "subCategory", "masterCategory", "split"]
 # (split, kind) -> file name without ".gz", as published and as Debian ships them.

@@ -94,16 +94,23 @@ def build_classifier_head(input_dim: int, num_classes: int, *,
     units = positive_ints("units", units)
     dropout = rate("dropout", dropout)
     l2 = positive_float("l2", l2, allow_zero=True)
-    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     inputs = keras.Input(shape=(input_dim,), name="features")
-    x = inputs
-    for i, width in enumerate(units, start=1):
-        x = keras.layers.Dense(width, activation=activation, kernel_regularizer=regularizer,
-                               name=f"dense_{i}")(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    x = dense_stack(inputs, units, activation=activation, dropout=dropout, l2=l2)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def dense_stack(x: Any, units: Sequence[int], *, activation: str = "relu", dropout: float = 0.0,
+                l2: float = 0.0, prefix: str = "") -> Any:
+    """Hidden layers of a head: ``Dense(u)`` (then ``Dropout``) for each u in ``units``, named
+    ``<prefix>dense_1``, ``<prefix>dropout_1``, ...; returns the last tensor."""
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    for i, width in enumerate(units, start=1):
+        x = keras.layers.Dense(width, activation=activation, kernel_regularizer=regularizer,
+                               name=f"{prefix}dense_{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{prefix}dropout_{i}")(x)
+    return x
 
 
 def compile_classifier(model: keras.Model, *, learning_rate: float = config.ORIGINAL_LEARNING_RATE,

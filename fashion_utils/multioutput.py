@@ -37,9 +37,9 @@ from keras import ops
 
 from fashion_utils import config, features
 from fashion_utils.atomic import write_json_atomic
-from fashion_utils.checks import positive_ints
+from fashion_utils.checks import positive_ints, rate
 from fashion_utils.evaluation import macro_f1
-from fashion_utils.models import ClassNames, check_backbone_fits_head
+from fashion_utils.models import ClassNames, check_backbone_fits_head, dense_stack
 
 __all__ = [
     "MISSING",
@@ -278,22 +278,15 @@ def build_multi_output_head(input_dim: int, num_classes: Mapping[str, int], *,
     names = [_layer_name(c) for c in num_classes]
     if len(set(names)) != len(names):
         raise ValueError(f"Attribute names clash once made layer-safe: {names}")
-    shared_units, head_units = positive_ints("shared_units", shared_units), positive_ints("head_units", head_units)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a rate with 0 <= x < 1. Received: dropout={dropout!r}")
+    shared_units = positive_ints("shared_units", shared_units)
+    head_units = positive_ints("head_units", head_units)
+    dropout = rate("dropout", dropout)
     inputs = keras.Input(shape=(int(input_dim),), name="features")
-    x = inputs
-    for i, width in enumerate(shared_units, start=1):
-        x = keras.layers.Dense(width, activation=activation, name=f"shared_dense_{i}")(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, name=f"shared_dropout_{i}")(x)
+    x = dense_stack(inputs, shared_units, activation=activation, dropout=dropout, prefix="shared_")
     outputs = {}
     for column, k in num_classes.items():
-        h, base = x, _layer_name(column)
-        for i, width in enumerate(head_units, start=1):
-            h = keras.layers.Dense(width, activation=activation, name=f"{base}_dense_{i}")(h)
-            if dropout:
-                h = keras.layers.Dropout(dropout, name=f"{base}_dropout_{i}")(h)
+        base = _layer_name(column)
+        h = dense_stack(x, head_units, activation=activation, dropout=dropout, prefix=f"{base}_")
         outputs[column] = keras.layers.Dense(int(k), activation="softmax", name=base)(h)
     return keras.Model(inputs, outputs, name=name)
 

@@ -114,9 +114,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, *, class_names: Sequence[str] | N
     """A heatmap of :func:`evaluation.confusion_matrix_table` (rows: true, columns: predicted).
 
     Args:
-        y_true, y_pred: labels (names, or integer indices into ``class_names``).
-        class_names: the classes in display order.
-        normalize: divide each row by its total (recall on the diagonal).
+        y_true, y_pred, class_names, normalize: as for ``evaluation.confusion_matrix_table``.
         ax: the axes to draw on (default: a new figure).
         title: the panel title.
         cmap: colour map.

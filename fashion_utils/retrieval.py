@@ -20,11 +20,15 @@ from fashion_utils.similarity import SimilarityIndex
 # --------------------------------------------------------------------------- metrics
 
 
-def _relevance(relevance: Any) -> np.ndarray:
+def _relevance(relevance: Any, k: int | None) -> tuple[np.ndarray, int]:
+    """The relevance matrix as booleans, and the cut-off k (default: every column)."""
     rel = np.asarray(relevance)
     if rel.ndim != 2:
         raise ValueError(f"relevance must be a (queries, k) matrix. Received: shape={rel.shape}")
-    return rel.astype(bool)
+    k = rel.shape[1] if k is None else positive_int("k", k)
+    if k > rel.shape[1]:
+        raise ValueError(f"k={k} exceeds the {rel.shape[1]} neighbours given")
+    return rel.astype(bool), k
 
 
 def precision_at_k(relevance: Any, *, k: int | None = None) -> float:
@@ -35,10 +39,7 @@ def precision_at_k(relevance: Any, *, k: int | None = None) -> float:
             neighbours count as not relevant).
         k: use the first k columns (default all); must not exceed K.
     """
-    rel = _relevance(relevance)
-    k = rel.shape[1] if k is None else positive_int("k", k)
-    if k > rel.shape[1]:
-        raise ValueError(f"k={k} exceeds the {rel.shape[1]} neighbours given")
+    rel, k = _relevance(relevance, k)
     if len(rel) == 0:
         return float("nan")
     return float(rel[:, :k].sum(axis=1).mean() / k)
@@ -57,10 +58,7 @@ def average_precision_at_k(relevance: Any, *, k: int | None = None,
     Returns:
         ``(Q,)`` floats in [0, 1]; 0 for a query with nothing relevant.
     """
-    rel = _relevance(relevance)
-    k = rel.shape[1] if k is None else positive_int("k", k)
-    if k > rel.shape[1]:
-        raise ValueError(f"k={k} exceeds the {rel.shape[1]} neighbours given")
+    rel, k = _relevance(relevance, k)
     rel = rel[:, :k].astype(np.float64)
     precision_at_i = np.cumsum(rel, axis=1) / np.arange(1, k + 1)
     total = (precision_at_i * rel).sum(axis=1)

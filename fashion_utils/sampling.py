@@ -38,7 +38,7 @@ from fashion_utils.atomic import write_bytes_atomic, write_csv_atomic, write_jso
 from fashion_utils.checks import columns_present, positive_int
 from fashion_utils import config
 from fashion_utils.config import Paths
-from fashion_utils.splits import SPLIT_NAMES
+from fashion_utils.splits import SPLIT_NAMES, read_table_of_02
 from fashion_utils.features import invalidate_caches_with_ids
 from fashion_utils.image_files import read_image_rgb
 
@@ -559,11 +559,9 @@ def load_study_sample(paths: Paths, *, target: str = config.DEFAULT_TARGET) -> p
         FileNotFoundError: notebook 02 has not run for this data set / target yet.
     """
     path = study_sample_path(paths, target=target)
-    if not path.exists():
-        raise FileNotFoundError(f"No study sample at {path}: run notebook 02_sampling_augmentation "
-                                f"with TARGET={target!r} first.")
-    sample = pd.read_csv(path, dtype={"id": str, "source_id": str, "split": str, target: str},
-                         keep_default_na=False, na_values=[""])
+    sample = read_table_of_02(path, what="study sample", target=target,
+                              dtype={"id": str, "source_id": str, "split": str, target: str},
+                              keep_default_na=False, na_values=[""])
     sample["augmented"] = sample["augmented"].astype(str).str.lower().map({"true": True, "false": False})
     if sample["augmented"].isna().any():
         raise ValueError(f"{path}: the 'augmented' column must hold True/False.")

@@ -18,6 +18,7 @@ depends on the target). Columns: ``id`` (string), ``split`` (``train``/``val``/`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -182,16 +183,25 @@ def save_splits(splits: pd.DataFrame, paths: Paths, *, target: str = config.DEFA
     return write_csv_atomic(splits[["id", "split"]], splits_path(paths, target=target))
 
 
+def read_table_of_02(path: Path, *, what: str, target: str, **read_csv: Any) -> pd.DataFrame:
+    """Read a CSV that notebook 02 writes (``pandas.read_csv`` options in ``read_csv``).
+
+    Raises:
+        FileNotFoundError: naming the file and the notebook to run, when it is missing.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"No {what} at {path}: run notebook 02_sampling_augmentation "
+                                f"with TARGET={target!r} first.")
+    return pd.read_csv(path, **read_csv)
+
+
 def load_splits(paths: Paths, *, target: str = config.DEFAULT_TARGET) -> pd.DataFrame:
     """Read the splits that notebook 02 saved (ids as strings).
 
     Raises:
         FileNotFoundError: notebook 02 has not run for this data set / target yet.
     """
-    path = splits_path(paths, target=target)
-    if not path.exists():
-        raise FileNotFoundError(f"No splits at {path}: run notebook 02_sampling_augmentation "
-                                f"with TARGET={target!r} first.")
-    splits = pd.read_csv(path, dtype={"id": str, "split": str}, keep_default_na=False)
+    splits = read_table_of_02(splits_path(paths, target=target), what="splits", target=target,
+                              dtype={"id": str, "split": str}, keep_default_na=False)
     check_disjoint(splits)
     return splits
