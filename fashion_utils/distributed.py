@@ -1,29 +1,39 @@
-"""Distributed KerasTuner search: one oracle (the chief) and several workers sharing one search.
+"""Distributed KerasTuner search on KerasTuner's public API: one chief (the oracle), N workers.
 
-  trains one configuration with several seeds, so a difference can be told from noise.
-- Distributed search on KerasTuner's own chief/worker mode (gRPC): :func:`launch_distributed`
-  and ``python -m fashion_utils.distributed distributed --workers N`` (``make tune-distributed``).
+Every process runs the stock ``tuner.search()`` in KerasTuner's documented distributed mode:
+``KERASTUNER_TUNER_ID`` (``"chief"``, ``"tuner0"``, ``"tuner1"``, ...), ``KERASTUNER_ORACLE_IP``
+and ``KERASTUNER_ORACLE_PORT`` set. The chief's ``search()`` serves the oracle and blocks; each
+worker's asks it for trials until told to stop. KerasTuner's chief never leaves while a dead
+worker's trial is still running, so :func:`launch_distributed` starts the processes under a
+small supervisor, :class:`DistributedSearch`: its ``wait()`` waits until every worker has exited
+(finished or died), then stops the chief (SIGTERM, which the chief takes as a clean stop;
+SIGKILL after a grace period) and summarises the search from disk (:func:`distributed_summary`).
+
+The oracle saves its state after every trial (and the chief once more when it stops). Running
+the same search again (same folder, no ``overwrite``) resumes it: KerasTuner puts the trials that
+were running when the chief stopped (a killed worker's) in its retry queue, so they run again;
+none is lost or counted twice.
+
+Layout of ``directory``: ``<project>/`` the chief's oracle, every trial and ``search_log.json``;
+``workers/<tuner id>/<project>/trial_*`` the trials each worker started, with their checkpoints
+(the record of who ran what); ``logs/<tuner id>.log`` each process's output.
 
 Command line::
 
-    python -m fashion_utils.distributed distributed --workers 2      # chief + 2 workers on 127.0.0.1
-    python -m fashion_utils.distributed export-data --out search.npz   # the arrays a search uses
-    python -m fashion_utils.distributed chief  --data-file search.npz  # one machine: the oracle
-    python -m fashion_utils.distributed worker --data-file search.npz  # every other machine
+    python -m fashion_utils.distributed distributed --workers 2     # chief + 2 workers, 127.0.0.1
+    python -m fashion_utils.distributed export-data --out search.npz  # the arrays a search uses
+    python -m fashion_utils.distributed chief  --data-file search.npz --directory D  # the oracle
+    python -m fashion_utils.distributed worker --data-file search.npz --directory D  # the others
 
-``chief`` and ``worker`` read ``KERASTUNER_TUNER_ID``, ``KERASTUNER_ORACLE_IP`` and
-``KERASTUNER_ORACLE_PORT`` from the environment, as KerasTuner does.
-
-``distributed`` (``make tune-distributed WORKERS=N``) searches the train and validation rows
-of the default data set's cached features (notebook 03's feature cache, rows and labels from
-notebook 02's study sample; see :func:`load_search_data`) when they exist, and otherwise
-synthetic features (:func:`synthetic_search_data`); the first line it prints says which. The
-search lives in ``<models>/tuning_distributed/``: the chief's oracle and every trial in
-``distributed/``, each worker's own trials in ``workers/<tuner id>/``, logs in ``logs/``.
-Running it again resumes that search; ``--overwrite`` starts afresh.
+``chief`` and ``worker`` read the three ``KERASTUNER_*`` variables from the environment.
+``distributed`` (``make tune-distributed WORKERS=N``) searches the train and validation rows of
+the default data set's cached features (:func:`load_search_data`) when they exist, otherwise
+synthetic features (:func:`synthetic_search_data`); its first line says which. The search lives
+in ``<models>/tuning_distributed/``; running it again resumes it, ``--overwrite`` starts afresh.
 """
 
 from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -36,123 +46,93 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
-import pandas as pd
+
 import keras
 import keras_tuner as kt
-from fashion_utils import config
-from fashion_utils.checks import positive_int
-from fashion_utils.tuning import OBJECTIVE, TUNER_KINDS, summarise_search, trial_table, update_search_log, load_search_data, make_hypermodel, make_tuner, read_search_data, save_search_data, synthetic_search_data
+import pandas as pd
 
+from fashion_utils import config
+from fashion_utils.atomic import write_json_atomic, write_text_atomic
+from fashion_utils.checks import positive_int
+from fashion_utils.tuning import (OBJECTIVE, TUNER_KINDS, load_search_data, make_hypermodel,
+                                  make_tuner, read_search_data, save_search_data,
+                                  summarise_search, synthetic_search_data, trial_table,
+                                  update_search_log)
 
 CHIEF_ID = "chief"
-ASSIGNMENTS_FILE = "assignments.json"
+ENV_VARS = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+ENDED = ("COMPLETED", "FAILED", "INVALID")
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
+def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
-def _atomic_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    os.replace(tmp, path)
+def _port_is_free(host: str, port: int) -> bool:
+    """KerasTuner's chief ignores a port it cannot bind (its workers would wait for an hour)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no listener
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
-def _serve_oracle(tuner: kt.Tuner, *, expected_workers: int | None = None,
-                  poll_s: float = 0.2) -> dict[str, list[str]]:
-    """The chief's loop: KerasTuner's oracle servicer, plus a record of who ran what.
+# ---------------------------------------------------------------------------------- the record
 
-    Unlike ``tuner.search()`` on the chief (which polls every 20 s), this returns within
-    ``poll_s`` of the last worker leaving, stops cleanly on SIGTERM/SIGINT (the oracle state
-    is saved after every trial anyway), and writes ``assignments.json`` into the project
-    folder: ``{"workers": {tuner_id: [trial_id, ...]}, "log": [[trial_id, tuner_id], ...]}``.
-    A trial appears twice when a worker was lost and the trial was handed out again (KerasTuner
-    puts trials that were running when the chief stopped back in its retry queue).
 
-    With ``expected_workers``, the chief also waits until that many distinct workers have been
-    told to stop: KerasTuner alone would leave as soon as the workers it has seen are done, so
-    a worker that connects late (e.g. to a finished search) would wait for it forever.
-    """
-    from concurrent import futures
-
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-
-    project_dir = Path(tuner.project_dir)
-    assignments_file = project_dir / ASSIGNMENTS_FILE
-    record = (json.loads(assignments_file.read_text()) if assignments_file.exists()
-              else {"workers": {}, "log": []})
-    assignments: dict[str, list[str]] = record["workers"]
-    oracle = tuner.oracle
-    stopped: set[str] = set()
-
-    class RecordingServicer(oracle_chief.OracleServicer):
-        def CreateTrial(self, request, context):  # noqa: N802 - gRPC method name
-            response = super().CreateTrial(request, context)
-            if response.trial.status == protos.get_proto().TrialStatus.RUNNING:
-                trial_id = response.trial.trial_id
-                ids = assignments.setdefault(request.tuner_id, [])
-                if trial_id not in ids:
-                    ids.append(trial_id)
-                if record["log"][-1:] != [[trial_id, request.tuner_id]]:
-                    record["log"].append([trial_id, request.tuner_id])
-                _atomic_json(assignments_file, record)
-            elif response.trial.status == protos.get_proto().TrialStatus.STOPPED:
-                stopped.add(request.tuner_id)
-            return response
-
-    stop = {"signal": None}
-
-    def on_signal(signum, _frame):
-        stop["signal"] = signum
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    tuner.save()
-    _atomic_json(assignments_file, record)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = RecordingServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-    if server.add_insecure_port(address) == 0:
-        raise RuntimeError(f"The chief could not listen on {address} (port in use?)")
-    server.start()
-    print(f"chief: oracle listening on {address}", flush=True)
-    try:
-        while stop["signal"] is None:
-            time.sleep(poll_s)
-            if (servicer.stop_triggered and oracle_chief.exit_chief(oracle)
-                    and len(stopped) >= (expected_workers or 0)):
-                break
-    finally:
-        server.stop(grace=1.0).wait()
-        oracle.save()
-        _atomic_json(assignments_file, record)
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    why = "all trials handed out and every worker gone" if stop["signal"] is None else \
-        f"stopped by signal {stop['signal']}"
-    print(f"chief: done ({why})", flush=True)
-    return assignments
+def _load_trials(project_dir: Path) -> tuple[list[kt.engine.trial.Trial], list[str]]:
+    trials = [kt.engine.trial.Trial.load(str(f))
+              for f in sorted(project_dir.glob("trial_*/trial.json"))]
+    oracle_file = project_dir / "oracle.json"
+    state = json.loads(oracle_file.read_text()) if oracle_file.exists() else {}
+    return trials, state.get("start_order", [])
 
 
 def _count_ended_trials(project_dir: Path) -> int:
-    """Trials of a search folder that finished (completed, failed or invalid)."""
-    ended = 0
-    for path in Path(project_dir).glob("trial_*/trial.json"):
-        ended += json.loads(path.read_text()).get("status") in ("COMPLETED", "FAILED", "INVALID")
-    return ended
+    """Trials of a search folder that ended (completed, failed or invalid)."""
+    return sum(json.loads(path.read_text()).get("status") in ENDED
+               for path in project_dir.glob("trial_*/trial.json"))
 
 
-def _load_trials(project_dir: Path) -> tuple[list[Any], list[str]]:
-    from keras_tuner.src.engine.trial import Trial
+def _started_trials(directory: Path, project_name: str) -> dict[str, dict[str, float]]:
+    """Tuner id → {trial id: modification time of its folder} of the trials each worker started.
 
-    trials = [Trial.load(str(f)) for f in sorted(Path(project_dir).glob("trial_*/trial.json"))]
-    oracle_file = Path(project_dir) / "oracle.json"
-    order = json.loads(oracle_file.read_text()).get("start_order", []) if oracle_file.exists() else []
-    return trials, order
+    KerasTuner creates a worker's ``trial_<id>`` folder when the trial starts.
+    """
+    started = {}
+    for folder in sorted((directory / "workers").glob(f"*/{project_name}")):
+        trials = {p.name.removeprefix("trial_"): p.stat().st_mtime
+                  for p in folder.glob("trial_*") if p.is_dir()}
+        if trials:
+            started[folder.parent.name] = dict(sorted(trials.items()))
+    return started
+
+
+def _forget_ended_trials(project_dir: Path) -> list[str]:
+    """Drop the trials that ended from the saved oracle's ``ongoing_trials``; returns their ids.
+
+    KerasTuner's chief saves its state in ``end_trial`` before it forgets the trial as ongoing.
+    :func:`_serve` saves once more at the end, but after a chief that was killed the last trial
+    would look unfinished, and resuming would run it again and count it twice.
+    """
+    oracle_file = project_dir / "oracle.json"
+    if not oracle_file.exists():
+        return []
+    state = json.loads(oracle_file.read_text())
+    ended = {}
+    for tuner_id, trial_id in state.get("ongoing_trials", {}).items():
+        trial_file = project_dir / f"trial_{trial_id}" / "trial.json"
+        if trial_file.exists() and json.loads(trial_file.read_text()).get("status") in ENDED:
+            ended[tuner_id] = trial_id
+    if ended:
+        state["ongoing_trials"] = {k: v for k, v in state["ongoing_trials"].items()
+                                   if k not in ended}
+        write_json_atomic(oracle_file, state, indent=1)
+    return sorted(ended.values())
 
 
 def read_trials(project_dir: str | os.PathLike) -> pd.DataFrame:
@@ -162,40 +142,45 @@ def read_trials(project_dir: str | os.PathLike) -> pd.DataFrame:
 
 def distributed_summary(directory: str | os.PathLike, project_name: str, *,
                         exit_codes: Mapping[str, int | None] | None = None) -> dict[str, Any]:
-    """Summary of a distributed search from the chief's folder (its oracle holds every trial).
+    """Summary of a distributed search from the files on disk (the chief's holds every trial).
 
     Returns:
-        :func:`run_search`'s summary keys plus ``"assignments"`` (tuner id → trial ids),
-        ``"trials_per_worker"``, ``"lost_trials"`` (started by a worker that never reported
-        back: still RUNNING in the oracle) and ``"exit_codes"``; and ``"table"`` (the per-trial
-        rows as records, with the worker that ran each).
+        :func:`run_search`'s summary keys plus ``"assignments"`` (tuner id → the trial ids it
+        started), ``"trials_per_worker"``, ``"reassigned_trials"`` (started by more than one
+        worker: a lost trial run again elsewhere), ``"lost_trials"`` (started by a worker that
+        never reported back: still RUNNING in the oracle), ``"exit_codes"`` and ``"table"``
+        (the per-trial rows as records, with the worker that last started each).
     """
-    project_dir = Path(directory) / project_name
+    directory = Path(directory)
+    project_dir = directory / project_name
     trials, order = _load_trials(project_dir)
     table = trial_table(trials, order)
-    assignments_file = project_dir / ASSIGNMENTS_FILE
-    record = (json.loads(assignments_file.read_text()) if assignments_file.exists()
-              else {"workers": {}, "log": []})
-    assignments = record["workers"]
-    worker_of = {t: w for t, w in record["log"]}  # the last worker given each trial
-    table.insert(1, "worker", [worker_of.get(t) for t in table["trial_id"]])
+    started = _started_trials(directory, project_name)
+    latest: dict[str, tuple[float, str]] = {}
+    for worker, ids in started.items():
+        for trial_id, mtime in ids.items():
+            latest[trial_id] = max(latest.get(trial_id, (mtime, worker)), (mtime, worker))
+    table.insert(1, "worker", [latest[t][1] if t in latest else None for t in table["trial_id"]])
     completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None]
     best_hps = max(completed, key=lambda t: t.score).hyperparameters.values if completed else None
     log_file = project_dir / "search_log.json"
     runs = json.loads(log_file.read_text())["runs"] if log_file.exists() else []
-    summary = summarise_search("distributed", table, wall_time_s=sum(r["seconds"] for r in runs),
-                         new_trials=runs[-1]["new_trials"] if runs else 0, best_hps=best_hps,
-                         runs=len(runs))
+    summary = summarise_search("distributed", table, best_hps=best_hps, runs=len(runs),
+                               wall_time_s=sum(r["seconds"] for r in runs),
+                               new_trials=runs[-1]["new_trials"] if runs else 0)
     summary.update({
-        "assignments": assignments,
-        "trials_per_worker": {w: len(ids) for w, ids in assignments.items()},
-        "reassigned_trials": sorted({t for t, _ in record["log"]
-                                     if sum(t == u for u, _ in record["log"]) > 1}),
+        "assignments": {w: list(ids) for w, ids in started.items()},
+        "trials_per_worker": {w: len(ids) for w, ids in started.items()},
+        "reassigned_trials": sorted(t for t in latest
+                                    if sum(t in ids for ids in started.values()) > 1),
         "lost_trials": table.loc[table["status"] == "RUNNING", "trial_id"].tolist(),
         "exit_codes": dict(exit_codes or {}),
         "table": table.to_dict(orient="records"),
     })
     return summary
+
+
+# ---------------------------------------------------------------------------------- supervisor
 
 
 @dataclass
@@ -214,6 +199,7 @@ class DistributedSearch:
     logs: dict[str, Path]
     trials_before: int = 0
     started: float = field(default_factory=time.perf_counter)
+    chief_stop: str | None = None  # how the chief ended, once it has
 
     def __enter__(self) -> "DistributedSearch":
         return self
@@ -226,70 +212,73 @@ class DistributedSearch:
         return self.directory / self.project_name
 
     def assignments(self) -> dict[str, list[str]]:
-        """The chief's record so far: tuner id → trial ids handed out."""
-        path = self.project_dir / ASSIGNMENTS_FILE
-        try:
-            return json.loads(path.read_text())["workers"]
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            return {}
+        """Tuner id → the trial ids it has started so far (its trial folders)."""
+        started = _started_trials(self.directory, self.project_name)
+        return {w: list(ids) for w, ids in started.items()}
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
         path = self.logs[name]
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
-    def _stop_chief(self, grace_s: float) -> None:
+    def _stop_chief(self, grace_s: float, term_grace_s: float) -> str:
         try:
             self.chief.wait(timeout=grace_s)
-            return
+            return "exited by itself"
         except subprocess.TimeoutExpired:
             pass
-        self.chief.send_signal(signal.SIGTERM)  # saves and exits (see _serve_oracle)
+        self.chief.send_signal(signal.SIGTERM)
         try:
-            self.chief.wait(timeout=30)
+            self.chief.wait(timeout=term_grace_s)
+            return "stopped (SIGTERM)"
         except subprocess.TimeoutExpired:
             self.chief.kill()
             self.chief.wait()
+            return "killed (SIGKILL)"
 
-    def wait(self, *, timeout: float | None = None, chief_grace_s: float = 5.0,
-             worker_grace_s: float = 60.0) -> dict[str, Any]:
-        """Wait for every worker, then for the chief (stopping it if a worker was lost).
+    def _kill_workers(self) -> None:
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.workers.values():
+            proc.wait()
+
+    def wait(self, *, timeout: float | None = None, chief_grace_s: float = 2.0,
+             term_grace_s: float = 30.0, worker_grace_s: float = 30.0) -> dict[str, Any]:
+        """Wait until every worker has exited, then stop the chief; summarise.
 
         Args:
             timeout: seconds before everything is killed and ``TimeoutError`` raised.
-            chief_grace_s: how long the chief may take to leave by itself once the workers
-                are done (it cannot when a worker died holding a trial).
-            worker_grace_s: how long workers may still run after the chief left normally
-                (they are killed after that; their exit codes say so).
+            chief_grace_s: how long the chief may take to leave by itself once the workers are
+                gone (it cannot while a dead worker's trial runs); then it gets SIGTERM.
+            term_grace_s: how long the chief may take to stop on SIGTERM; then SIGKILL.
+            worker_grace_s: how long workers may still run after the chief left (they cannot
+                go on without it); then they are killed, as their exit codes say.
 
         Returns:
-            :func:`distributed_summary`, with ``"wall_time_s"`` of this launch.
+            :func:`distributed_summary`, plus ``"chief_stop"``: how the chief ended.
 
         Raises:
-            RuntimeError: the chief died while workers were running (its log tail included).
+            RuntimeError: the chief failed while workers ran (its log tail included).
             TimeoutError: the search did not finish within ``timeout``.
         """
-        deadline = None if timeout is None else time.perf_counter() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         chief_left = None
         try:
             while any(p.poll() is None for p in self.workers.values()):
-                if self.chief.poll() not in (None, 0):
-                    raise RuntimeError(f"The chief exited with code {self.chief.returncode} while "
-                                       f"workers ran. Its log:\n{self.log_tail(CHIEF_ID)}")
-                if self.chief.poll() == 0:
-                    # The chief leaves once the last worker has been told to stop; that worker
-                    # may still be shutting down. One that is not gone soon is stuck.
-                    chief_left = chief_left or time.perf_counter()
-                    if time.perf_counter() - chief_left > worker_grace_s:
-                        for proc in self.workers.values():
-                            if proc.poll() is None:
-                                proc.kill()
-                                proc.wait()
+                code = self.chief.poll()
+                if code not in (None, 0):
+                    raise RuntimeError(f"The chief exited with code {code} while workers ran. "
+                                       f"Its log:\n{self.log_tail(CHIEF_ID)}")
+                if code == 0:
+                    chief_left = chief_left or time.monotonic()
+                    if time.monotonic() - chief_left > worker_grace_s:
+                        self._kill_workers()
                         break
-                if deadline is not None and time.perf_counter() > deadline:
+                if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"The distributed search did not finish in {timeout} s. "
                                        f"Chief log:\n{self.log_tail(CHIEF_ID)}")
                 time.sleep(0.2)
-            self._stop_chief(chief_grace_s)
+            self.chief_stop = self._stop_chief(chief_grace_s, term_grace_s)
         except BaseException:
             self.terminate()
             raise
@@ -299,29 +288,16 @@ class DistributedSearch:
         new_trials = _count_ended_trials(self.project_dir) - self.trials_before
         update_search_log(self.project_dir, {
             "seconds": round(seconds, 3), "new_trials": new_trials, "workers": len(self.workers),
-            "trials_before": self.trials_before, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        return distributed_summary(self.directory, self.project_name, exit_codes=exit_codes)
+            "trials_before": self.trials_before, "chief": self.chief_stop,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        summary = distributed_summary(self.directory, self.project_name, exit_codes=exit_codes)
+        return {**summary, "chief_stop": self.chief_stop}
 
     def terminate(self) -> None:
-        """Kill every process of this search that still runs (workers first)."""
-        for proc in [*self.workers.values(), self.chief]:
-            if proc.poll() is None:
-                proc.kill()
-        for proc in [*self.workers.values(), self.chief]:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a kill is not refused
-                pass
-
-
-def _role_command(role: str, *, data_file: Path, directory: Path, project_name: str, kind: str,
-                  max_trials: int, max_epochs: int, epochs: int, patience: int, seed: int,
-                  overwrite: bool, extra: Sequence[str] = ()) -> list[str]:
-    command = [sys.executable, "-m", "fashion_utils.distributed", role, "--data-file", str(data_file),
-               "--directory", str(directory), "--project-name", project_name, "--tuner", kind,
-               "--max-trials", str(max_trials), "--max-epochs", str(max_epochs),
-               "--epochs", str(epochs), "--patience", str(patience), "--seed", str(seed)]
-    return command + (["--overwrite"] if overwrite else []) + list(extra)
+        """Kill the workers that still run, then stop the chief (SIGTERM, then SIGKILL)."""
+        self._kill_workers()
+        if self.chief.poll() is None:
+            self.chief_stop = self._stop_chief(0.0, 10.0)
 
 
 def launch_distributed(*, workers: int, data_file: str | os.PathLike,
@@ -332,14 +308,15 @@ def launch_distributed(*, workers: int, data_file: str | os.PathLike,
                        threads_per_worker: int | None = None) -> DistributedSearch:
     """Start one chief and ``workers`` workers on this machine, sharing one search.
 
-    The chief runs the oracle (KerasTuner's gRPC service) and writes every trial into
-    ``directory/project_name``; worker ``tunerK`` trains in its own folder
-    ``directory/workers/tunerK/project_name``. Logs go to ``directory/logs/``.
+    Each is a stock ``tuner.search()`` process with the ``KERASTUNER_*`` environment. The chief
+    serves the oracle and writes every trial into ``directory/project_name``; worker ``tunerK``
+    trains in ``directory/workers/tunerK/project_name``. The workers start searching together
+    (each waits until all have built their tuner). Logs go to ``directory/logs/``.
 
     Args:
         workers: number of worker processes (>= 1).
         data_file: the ``.npz`` of :func:`save_search_data`.
-        directory: the search's folder.
+        directory: the search's folder; a search found there is resumed.
         project_name: the search's name.
         kind, max_trials, max_epochs, seed: see :func:`make_tuner`.
         epochs, patience: see :func:`run_search`.
@@ -353,73 +330,98 @@ def launch_distributed(*, workers: int, data_file: str | os.PathLike,
     workers = positive_int("workers", workers)
     if kind not in TUNER_KINDS:
         raise ValueError(f"kind must be one of {list(TUNER_KINDS)}. Received: kind={kind!r}")
+    numbers = {"max_trials": max_trials, "max_epochs": max_epochs, "epochs": epochs,
+               "patience": patience}
+    numbers = {name: positive_int(name, value) for name, value in numbers.items()}
+    seed = positive_int("seed", seed, minimum=0)
+    threads_per_worker = positive_int("threads_per_worker", threads_per_worker, allow_none=True)
+    port = positive_int("port", port, allow_none=True) or _free_port(host)
     directory = Path(directory).resolve()
     data_file = Path(data_file).resolve()
     if not data_file.exists():
         raise FileNotFoundError(f"No search data at {data_file} (see save_search_data).")
     if overwrite and directory.exists():
         shutil.rmtree(directory)
-    (directory / "logs").mkdir(parents=True, exist_ok=True)
-    port = port or _free_port(host)
+    ready_dir = directory / "logs" / "ready"
+    shutil.rmtree(ready_dir, ignore_errors=True)
+    ready_dir.mkdir(parents=True)
     base_env = {**os.environ, "KERASTUNER_ORACLE_IP": host, "KERASTUNER_ORACLE_PORT": str(port),
                 "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     if threads_per_worker:
         base_env.update({"TF_NUM_INTRAOP_THREADS": str(threads_per_worker),
-                         "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": str(threads_per_worker)})
-    options = dict(data_file=data_file, project_name=project_name, kind=kind, max_trials=max_trials,
-                   max_epochs=max_epochs, epochs=epochs, patience=patience, seed=seed,
-                   overwrite=False)
+                         "TF_NUM_INTEROP_THREADS": "1",
+                         "OMP_NUM_THREADS": str(threads_per_worker)})
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in {
+        **numbers, "data_file": data_file, "project_name": project_name, "tuner": kind,
+        "seed": seed}.items()]
     logs: dict[str, Path] = {}
     processes: dict[str, subprocess.Popen] = {}
 
-    def start(name: str, role: str, folder: Path, extra: Sequence[str] = ()) -> subprocess.Popen:
+    def start(name: str, folder: Path, extra: Sequence[str] = ()) -> subprocess.Popen:
+        role = "chief" if name == CHIEF_ID else "worker"
+        command = [sys.executable, "-m", "fashion_utils.distributed", role,
+                   f"--directory={folder}", *options, *extra]
         logs[name] = directory / "logs" / f"{name}.log"
-        with open(logs[name], "ab") as log:
-            return subprocess.Popen(_role_command(role, directory=folder, extra=extra, **options),
-                                    env={**base_env, "KERASTUNER_TUNER_ID": name},
+        with open(logs[name], "ab") as log:  # a log is appended to, not replaced
+            return subprocess.Popen(command, env={**base_env, "KERASTUNER_TUNER_ID": name},
                                     stdout=log, stderr=subprocess.STDOUT, cwd=config.PROJ_ROOT,
                                     start_new_session=True)
 
     trials_before = _count_ended_trials(directory / project_name)
-    chief = start(CHIEF_ID, "chief", directory, extra=["--workers", str(workers)])
+    chief = start(CHIEF_ID, directory)
     try:
         for k in range(workers):
-            name = f"tuner{k}"
-            processes[name] = start(name, "worker", directory / "workers" / name)
+            processes[f"tuner{k}"] = start(f"tuner{k}", directory / "workers" / f"tuner{k}",
+                                           ["--ready-dir", str(ready_dir),
+                                            "--workers", str(workers)])
     except BaseException:
         for proc in [*processes.values(), chief]:
             proc.kill()
         raise
     return DistributedSearch(directory=directory, project_name=project_name, port=port,
-                             chief=chief, workers=processes, logs=logs, trials_before=trials_before)
+                             chief=chief, workers=processes, logs=logs,
+                             trials_before=trials_before)
 
 
-def _run_role(role: str, args: argparse.Namespace) -> int:
-    """``chief`` or ``worker``: the KerasTuner process this machine plays in a search."""
-    from keras_tuner.src.distribute import utils as dist_utils
+# ---------------------------------------------------------------------------------- roles
 
-    if not dist_utils.has_chief_oracle():
-        raise SystemExit("Set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and "
-                         "KERASTUNER_ORACLE_PORT (see the README's distributed tuning section).")
-    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
-    if (role == "chief") != dist_utils.is_chief_oracle():
-        raise SystemExit(f"KERASTUNER_TUNER_ID={tuner_id!r} does not fit the role {role!r} "
-                         f"(the chief's id contains 'chief').")
-    data = read_search_data(args.data_file)
-    hypermodel = make_hypermodel(int(data["x_train"].shape[1]), len(data["class_names"]),
-                                 seed=args.seed)
-    tuner = make_tuner(args.tuner, hypermodel, directory=args.directory,
-                       project_name=args.project_name, max_trials=args.max_trials,
-                       max_epochs=args.max_epochs, seed=args.seed, overwrite=args.overwrite)
-    start = time.perf_counter()
-    if role == "chief":
-        _serve_oracle(tuner, expected_workers=args.workers)
-        return 0
-    result = run_search_worker(tuner, data, epochs=args.epochs, patience=args.patience)
-    result["seconds"] = round(time.perf_counter() - start, 2)
-    _atomic_json(Path(tuner.project_dir) / f"worker_{tuner_id}.json", result)
-    print(f"{tuner_id}: ran {len(result['trial_dirs'])} trial(s) in {result['seconds']} s", flush=True)
+
+@kt.synchronized
+def _save_oracle(oracle: kt.Oracle) -> None:
+    """``oracle.save()`` under the oracle's own lock (no trial changes meanwhile)."""
+    oracle.save()
+
+
+def _serve(tuner: kt.Tuner) -> int:
+    """The chief: KerasTuner's own ``search()``, which serves the oracle until it is done."""
+    host, port = os.environ["KERASTUNER_ORACLE_IP"], int(os.environ["KERASTUNER_ORACLE_PORT"])
+    if not _port_is_free(host, port):
+        raise SystemExit(f"The chief cannot listen on {host}:{port} (port in use?).")
+    # SIGTERM (the supervisor's stop, once every worker has gone) stops it as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    print(f"chief: serving the oracle on {host}:{port}", flush=True)
+    try:
+        tuner.search(verbose=1)
+        why = "every trial ended and every worker told to stop"
+    except KeyboardInterrupt:
+        why = "stopped by SIGTERM or Ctrl-C"
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _save_oracle(tuner.oracle)  # KerasTuner saved last with the last trial still ongoing
+        signal.signal(signal.SIGTERM, previous)
+    print(f"chief: done ({why}; oracle state saved)", flush=True)
     return 0
+
+
+def _barrier(folder: Path, name: str, *, parties: int, timeout_s: float) -> bool:
+    """Say ``name`` is ready in ``folder``; wait (at most ``timeout_s``) for ``parties`` names."""
+    write_text_atomic(folder / name, f"{os.getpid()}\n")
+    deadline = time.monotonic() + timeout_s
+    while sum(not p.name.startswith(".") for p in folder.iterdir()) < parties:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def run_search_worker(tuner: kt.Tuner, data: Mapping[str, Any], *, epochs: int,
@@ -431,6 +433,44 @@ def run_search_worker(tuner: kt.Tuner, data: Mapping[str, Any], *, epochs: int,
                  epochs=epochs, callbacks=[stop], verbose=0)
     trial_dirs = sorted(p.name for p in Path(tuner.project_dir).glob("trial_*") if p.is_dir())
     return {"tuner_id": os.environ.get("KERASTUNER_TUNER_ID"), "trial_dirs": trial_dirs}
+
+
+def _run_role(role: str, args: argparse.Namespace) -> int:
+    """``chief`` or ``worker``: the KerasTuner process this machine plays in a search."""
+    missing = [name for name in ENV_VARS if not os.environ.get(name)]
+    if missing:
+        raise SystemExit(f"Set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and "
+                         f"KERASTUNER_ORACLE_PORT (missing: {', '.join(missing)}).")
+    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
+    if (role == "chief") != ("chief" in tuner_id):
+        raise SystemExit(f"KERASTUNER_TUNER_ID={tuner_id!r} does not fit the role {role!r} "
+                         f"(KerasTuner's chief is the id that contains 'chief').")
+    if role == "chief" and not args.overwrite:
+        forgotten = _forget_ended_trials(Path(args.directory) / args.project_name)
+        if forgotten:
+            print(f"chief: trial(s) {forgotten} had ended; not running them again", flush=True)
+    data = read_search_data(args.data_file)
+    hypermodel = make_hypermodel(int(data["x_train"].shape[1]), len(data["class_names"]),
+                                 seed=args.seed)
+    tuner = make_tuner(args.tuner, hypermodel, directory=args.directory,
+                       project_name=args.project_name, max_trials=args.max_trials,
+                       max_epochs=args.max_epochs, seed=args.seed, overwrite=args.overwrite)
+    if role == "chief":
+        return _serve(tuner)
+    if args.ready_dir and not _barrier(Path(args.ready_dir), tuner_id, parties=args.workers,
+                                       timeout_s=args.ready_timeout):
+        print(f"{tuner_id}: not every worker was ready after {args.ready_timeout} s; "
+              f"searching anyway", flush=True)
+    start = time.perf_counter()
+    result = run_search_worker(tuner, data, epochs=args.epochs, patience=args.patience)
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    write_json_atomic(Path(tuner.project_dir) / f"worker_{tuner_id}.json", result, indent=1)
+    print(f"{tuner_id}: done in {result['seconds']} s; {len(result['trial_dirs'])} trial "
+          f"folder(s) in {tuner.project_dir}", flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------------- command line
 
 
 def _distributed_data(args: argparse.Namespace, directory: Path) -> Path:
@@ -453,8 +493,7 @@ def _distributed_data(args: argparse.Namespace, directory: Path) -> Path:
 
 
 def _print_summary(summary: Mapping[str, Any]) -> None:
-    printable = {k: v for k, v in summary.items() if k != "table"}
-    print(json.dumps(printable, indent=1, default=str))
+    print(json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=1, default=str))
     table = pd.DataFrame(summary.get("table", []))
     if len(table):
         print(table[["trial_id", "worker", "status", "val_accuracy"]].to_string(index=False))
@@ -462,7 +501,8 @@ def _print_summary(summary: Mapping[str, Any]) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fashion_utils.distributed",
-                                     description="KerasTuner searches over a head on cached features.")
+                                     description="Distributed KerasTuner search over a head "
+                                                 "on cached features.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def search_options(p: argparse.ArgumentParser) -> None:
@@ -476,7 +516,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--overwrite", action="store_true", help="start a fresh search")
 
     def data_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", default=None, help="catalog folder (default: DATA_DIR or Fashion-MNIST)")
+        p.add_argument("--data", default=None,
+                       help="catalog folder (default: DATA_DIR or Fashion-MNIST)")
         p.add_argument("--target", default=config.DEFAULT_TARGET)
         p.add_argument("--synthetic", action="store_true", help="search on synthetic features")
 
@@ -501,10 +542,12 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(role, help=f"run this machine's {role} (env KERASTUNER_*)")
         p.add_argument("--data-file", required=True)
         p.add_argument("--directory", required=True)
-        if role == "chief":
-            p.add_argument("--workers", type=int, default=None,
-                           help="wait until this many workers have been told to stop")
         search_options(p)
+        if role == "worker":  # what launch_distributed passes so that the workers start together
+            p.add_argument("--ready-dir", default=None,
+                           help="start searching once --workers workers have said ready here")
+            p.add_argument("--workers", type=int, default=1)
+            p.add_argument("--ready-timeout", type=float, default=300.0)
     return parser
 
 
@@ -524,15 +567,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     data_file = _distributed_data(args, directory)
+    threads = args.threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, args.workers))
     search = launch_distributed(workers=args.workers, data_file=data_file, directory=directory,
                                 project_name=args.project_name, kind=args.tuner,
                                 max_trials=args.max_trials, max_epochs=args.max_epochs,
                                 epochs=args.epochs, patience=args.patience, seed=args.seed,
-                                port=args.port,
-                                threads_per_worker=(args.threads_per_worker
-                                                    or max(1, (os.cpu_count() or 1) // args.workers)))
-    print(f"chief + {args.workers} worker(s) on 127.0.0.1:{search.port}; logs in {directory / 'logs'}",
-          flush=True)
+                                port=args.port, threads_per_worker=threads)
+    print(f"chief + {args.workers} worker(s) on 127.0.0.1:{search.port}; logs in "
+          f"{directory / 'logs'}", flush=True)
+    # SIGTERM (make stopped, say) ends the processes too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     with search:
         summary = search.wait(timeout=args.timeout)
     _print_summary(summary)

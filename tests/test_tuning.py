@@ -1,7 +1,7 @@
-"""Tuning: the search space, tuners that resume, retraining, seeds, distributed search, fine-tuning.
+"""Tuning: the search space, tuners that resume, retraining, seeds, fine-tuning.
 
 Everything runs on tiny synthetic features (a few hundred points, 8 dimensions), so a trial
-takes about a second; the distributed test starts real chief and worker processes.
+takes about a second. Distributed search: tests/test_distributed.py.
 """
 
 from __future__ import annotations
@@ -9,13 +9,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import time
 
 import keras
 import numpy as np
 import pytest
 
-from fashion_utils import distributed, tuning
+from fashion_utils import tuning
 
 DIM, CLASSES = 8, 3
 
@@ -322,71 +321,6 @@ def test_load_search_data_prefers_the_study_sample(tiny_kaggle_dir, output_root)
 def test_load_search_data_without_a_cache_says_so(tiny_kaggle_dir, output_root):
     with pytest.raises(FileNotFoundError, match="No finished 'efficientnet_lite0' feature cache"):
         tuning.load_search_data(tiny_kaggle_dir)
-
-
-# ---------------------------------------------------------------------------------- command line
-
-
-def test_export_data_writes_synthetic_arrays(tmp_path, capsys):
-    out = tmp_path / "search.npz"
-    assert distributed.main(["export-data", "--synthetic", "--out", str(out)]) == 0
-    assert "synthetic" in capsys.readouterr().out
-    assert tuning.read_search_data(out)["x_train"].ndim == 2
-
-
-def test_chief_and_worker_need_the_kerastuner_environment(tmp_path, monkeypatch, data):
-    path = tuning.save_search_data(data, tmp_path / "d.npz")
-    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    with pytest.raises(SystemExit, match="Set KERASTUNER_TUNER_ID"):
-        distributed.main(["worker", "--data-file", str(path), "--directory", str(tmp_path)])
-    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
-    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
-    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "1")
-    with pytest.raises(SystemExit, match="does not fit the role 'chief'"):
-        distributed.main(["chief", "--data-file", str(path), "--directory", str(tmp_path)])
-
-
-# ---------------------------------------------------------------------------------- distributed
-
-
-@pytest.mark.slow  # three Python processes importing TensorFlow on 2 cores: ~30-60 s
-def test_distributed_search_survives_a_killed_worker(tmp_path, data):
-    """A chief and two workers on 127.0.0.1 share one search; one worker is killed mid-search."""
-    data_file = tuning.save_search_data(data, tmp_path / "search.npz")
-    max_trials = 6
-    search = distributed.launch_distributed(workers=2, data_file=data_file, directory=tmp_path / "dist",
-                                       max_trials=max_trials, epochs=2, patience=2, seed=5,
-                                       threads_per_worker=1)
-    with search:  # kills whatever still runs if anything below fails
-        deadline = time.monotonic() + 240
-        # Kill tuner1 once it has finished one trial and started another.
-        while len(search.assignments().get("tuner1", [])) < 2:
-            assert time.monotonic() < deadline, search.log_tail("chief")
-            assert search.workers["tuner1"].poll() is None, search.log_tail("tuner1")
-            time.sleep(0.05)
-        search.workers["tuner1"].kill()
-        summary = search.wait(timeout=max(10.0, deadline - time.monotonic()))
-
-    assignments = summary["assignments"]
-    assert set(assignments) == {"tuner0", "tuner1"}  # both workers ran trials
-    assert summary["exit_codes"]["tuner0"] == 0  # the survivor finished the search
-    assert summary["exit_codes"]["tuner1"] != 0
-    assert summary["exit_codes"]["chief"] == 0  # stopped cleanly, its oracle saved
-    # The chief's oracle holds every trial of both workers.
-    assert summary["trials"] == max_trials
-    assert sorted(t for ids in assignments.values() for t in ids) == sorted(
-        row["trial_id"] for row in summary["table"])
-    assert set(summary["lost_trials"]) <= set(assignments["tuner1"][-1:])
-    assert summary["completed_trials"] == max_trials - len(summary["lost_trials"])
-    # Each worker wrote its own trials, in its own folder.
-    for worker, ids in assignments.items():
-        folder = search.directory / "workers" / worker / search.project_name
-        assert {p.name for p in folder.glob("trial_*")} <= {f"trial_{i}" for i in ids}
-    finished = assignments["tuner0"]
-    assert {p.name for p in (search.directory / "workers" / "tuner0" / "distributed").glob("trial_*")} \
-        == {f"trial_{i}" for i in finished}
-    assert all(p.poll() is not None for p in [search.chief, *search.workers.values()])
 
 
 # ---------------------------------------------------------------------------------- fine-tuning
