@@ -10,6 +10,10 @@ from fashion_utils import config, runner
 
 pytestmark = pytest.mark.notebooks
 
+#: Passed to every notebook, as `make notebooks QUICK=1 PARAMS="EPOCHS=2"` does: quick mode must
+#: keep it (03's quick default is 3, 06's is 5) and fill only what was not passed.
+PASSED = {"EPOCHS": 2}
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
@@ -21,7 +25,8 @@ def quick_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("FASHION_OUTPUT_ROOT", str(root))  # the kernels inherit it
     try:
-        executed = runner.run_notebooks(quick=True, output_dir=root / "executed", html=False)
+        executed = runner.run_notebooks(quick=True, parameters=PASSED, output_dir=root / "executed",
+                                        html=False)
     finally:
         mp.undo()
     return root, executed
@@ -47,3 +52,17 @@ def test_each_notebook_writes_its_metrics(quick_run):
     for path in executed:
         metrics = json.loads((metrics_dir / f"{path.stem}.json").read_text())
         assert metrics, f"{path.stem}.json is empty"
+
+
+def test_quick_mode_keeps_passed_parameters_and_fills_the_rest(quick_run):
+    root, _ = quick_run
+    metrics_dir = root / "reports" / "quick" / "metrics"
+    baseline = json.loads((metrics_dir / "03_baseline_cnn.json").read_text())
+    assert baseline["epochs_run"] == PASSED["EPOCHS"]  # no early stopping in 03's recipe
+    assert baseline["image_size"] == config.QUICK_IMAGE_SIZE  # not passed: the quick default
+    assert baseline["batch_size"] == config.ORIGINAL_BATCH_SIZE
+    tuning = json.loads((metrics_dir / "04_tuning.json").read_text())
+    assert tuning["epochs_per_trial"] == PASSED["EPOCHS"]
+    multi = json.loads((metrics_dir / "06_multi_output.json").read_text())
+    assert multi["recipe"]["epochs"] == PASSED["EPOCHS"]
+    assert multi["image_size"] == config.QUICK_IMAGE_SIZE

@@ -1,0 +1,287 @@
+"""The notebooks' common opening, one :func:`setup` call, and the few helpers only notebooks use.
+
+Every notebook's ``parameters`` cell (papermill) lists its parameters. A parameter whose default
+depends on the mode (``QUICK``) or comes from :mod:`fashion_utils.config` is ``None`` there, with a
+comment that names its default::
+
+    IMAGE_SIZE = None  # px; None: config.DEFAULT_IMAGE_SIZE (quick: config.QUICK_IMAGE_SIZE)
+
+The setup cell then calls :func:`setup`, which replaces each ``None`` with the notebook's full or
+quick default from :data:`NOTEBOOKS`. A value the user passed (``papermill -p``,
+``make notebooks PARAMS="EPOCHS=5"``) is not ``None``, so it is never touched, in either mode::
+
+    from fashion_utils import evaluation, notebook, plots
+
+    run = notebook.setup("04_tuning", globals())
+    paths = run.paths
+    print(run)
+    ...
+    evaluation.write_metrics(run.name, {..., "seconds": run.elapsed()}, paths=paths)
+
+``setup`` also seeds everything (:func:`config.set_seed`), sets the plot style
+(:func:`plots.set_style`), finds the run's :class:`config.Paths` and starts the run's timer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, MutableMapping, Sequence
+
+import pandas as pd
+
+from fashion_utils import config
+
+#: The product hierarchy, finest level first (the Kaggle catalog and the prepared Fashion-MNIST).
+HIERARCHY: tuple[str, ...] = ("articleType", "subCategory", "masterCategory")
+
+_SAME = object()
+
+
+@dataclass(frozen=True)
+class Default:
+    """A parameter's default in full mode and in quick mode (``quick`` omitted: the same).
+
+    ``None`` is a valid default: it means what the notebook's code reads ``None`` as
+    (``CAP_PER_CLASS=None`` keeps every item).
+    """
+
+    full: Any
+    quick: Any = _SAME
+
+    def __post_init__(self) -> None:
+        if self.quick is _SAME:
+            object.__setattr__(self, "quick", self.full)
+
+    def value(self, *, quick: bool) -> Any:
+        """The default of the given mode."""
+        return self.quick if quick else self.full
+
+    def __repr__(self) -> str:
+        if self.quick == self.full:
+            return f"Default({self.full!r})"
+        return f"Default({self.full!r}, quick={self.quick!r})"
+
+
+@dataclass(frozen=True)
+class NotebookDefaults:
+    """What :func:`setup` knows about one notebook.
+
+    Attributes:
+        defaults: parameter name -> its :class:`Default`; ``setup`` fills the ``None`` ones.
+        choices: parameter name -> the values it may take; ``setup`` checks them.
+        target_in_name: the run name ends in ``-<TARGET>`` when ``TARGET`` is not
+            :data:`config.DEFAULT_TARGET` (its metrics and figures then do not overwrite the
+            default target's).
+    """
+
+    defaults: Mapping[str, Default]
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    target_in_name: bool = False
+
+
+#: Defaults every notebook that has the parameter shares, from :mod:`fashion_utils.config`.
+SHARED_DEFAULTS: Mapping[str, Default] = MappingProxyType({
+    "SEED": Default(config.SEED),
+    "TARGET": Default(config.DEFAULT_TARGET),
+    "BACKBONE": Default(config.DEFAULT_BACKBONE),
+    "IMAGE_SIZE": Default(config.DEFAULT_IMAGE_SIZE, quick=config.QUICK_IMAGE_SIZE),
+})
+
+
+def _notebook(shared: Sequence[str], *, target_in_name: bool = False,
+              choices: Mapping[str, tuple[Any, ...]] | None = None,
+              **own: Default) -> NotebookDefaults:
+    defaults = {name: SHARED_DEFAULTS[name] for name in shared}
+    defaults.update(own)
+    return NotebookDefaults(defaults=MappingProxyType(defaults),
+                            choices=MappingProxyType(dict(choices or {})),
+                            target_in_name=target_in_name)
+
+
+#: Every notebook's defaults. A parameter listed here is ``None`` in the notebook's parameters
+#: cell (``tests/test_notebook.py`` checks that the two agree).
+NOTEBOOKS: Mapping[str, NotebookDefaults] = MappingProxyType({
+    "01_eda": _notebook(
+        ["TARGET", "SEED"],
+        SAMPLE_IMAGES=Default(5000, quick=300)),
+    "02_sampling_augmentation": _notebook(
+        ["TARGET", "BACKBONE", "IMAGE_SIZE", "SEED"], target_in_name=True,
+        CAP_PER_CLASS=Default(None, quick=config.QUICK_PER_CLASS),
+        AUGMENT_TO=Default(6000, quick=config.QUICK_PER_CLASS)),
+    "03_baseline_cnn": _notebook(
+        ["TARGET", "BACKBONE", "IMAGE_SIZE", "SEED"], target_in_name=True,
+        UNITS=Default(config.ORIGINAL_UNITS),
+        LEARNING_RATE=Default(config.ORIGINAL_LEARNING_RATE),
+        EPOCHS=Default(config.ORIGINAL_EPOCHS, quick=3),
+        BATCH_SIZE=Default(config.ORIGINAL_BATCH_SIZE)),
+    "04_tuning": _notebook(
+        ["TARGET", "BACKBONE", "IMAGE_SIZE", "SEED"], target_in_name=True,
+        ORIGINAL_TRIALS=Default(None, quick=2),
+        MAX_TRIALS=Default(None, quick=2),
+        EPOCHS=Default(10, quick=2),
+        BASELINE_EPOCHS=Default(config.ORIGINAL_EPOCHS, quick=2),
+        FINE_TUNE_IMAGE_SIZE=Default(64, quick=config.QUICK_IMAGE_SIZE),
+        FINE_TUNE_ROWS=Default(None, quick=300),
+        FINE_TUNE_EPOCHS=Default(2, quick=1),
+        FINE_TUNE_MAX_SECONDS=Default(1800, quick=60),
+        PROBE_IMAGES=Default(500, quick=0)),
+    "05_recommendation": _notebook(
+        ["TARGET", "SEED", "BACKBONE", "IMAGE_SIZE"],
+        choices={"EMBEDDING_SOURCE": ("pretrained", "finetuned")}),
+    "06_multi_output": _notebook(
+        ["SEED", "BACKBONE", "IMAGE_SIZE"],
+        EPOCHS=Default(40, quick=5),
+        BATCH_SIZE=Default(256, quick=32),
+        MIN_COUNT=Default(10, quick=2)),
+})
+
+
+def run_name(notebook: str, *, target: str | None = None) -> str:
+    """The name of a run's metrics file and figures: ``notebook``, plus ``-<target>`` when
+    ``target`` is given and is not :data:`config.DEFAULT_TARGET`.
+
+    >>> run_name("04_tuning", target="articleType")
+    '04_tuning-articleType'
+    """
+    if not isinstance(notebook, str) or not notebook:
+        raise ValueError(f"notebook must be a non-empty string. Received: notebook={notebook!r}")
+    if target is None or target == config.DEFAULT_TARGET:
+        return notebook
+    return f"{notebook}-{target}"
+
+
+def check_quick(quick: Any) -> bool:
+    """``QUICK`` as a bool: ``True``/``False`` (or ``1``/``0``, as ``-p QUICK=1`` gives)."""
+    if isinstance(quick, bool):
+        return quick
+    if isinstance(quick, int) and quick in (0, 1):
+        return bool(quick)
+    raise ValueError(f"QUICK must be True or False. Received: QUICK={quick!r}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a notebook, as :func:`setup` made it.
+
+    Attributes:
+        notebook: the notebook's name (``"04_tuning"``).
+        name: the run's name for metrics and figures (``"04_tuning-articleType"``).
+        paths: where the run reads and writes.
+        quick: quick mode.
+        seed: the seed everything was seeded with.
+        parameters: the values of the parameters that have defaults, after filling.
+        filled: the names :func:`setup` filled from the defaults (the others were passed).
+    """
+
+    notebook: str
+    name: str
+    paths: config.Paths
+    quick: bool
+    seed: int
+    parameters: Mapping[str, Any]
+    filled: tuple[str, ...]
+    started: float
+    clock: Callable[[], float] = field(default=time.perf_counter, repr=False, compare=False)
+
+    def elapsed(self) -> float:
+        """Seconds since :func:`setup`, rounded to 0.1 s (what the metrics files record)."""
+        return round(self.clock() - self.started, 1)
+
+    def __str__(self) -> str:
+        mode = "quick mode" if self.quick else "full mode"
+        shown = [f"{k}={v!r}{'' if k in self.filled else ' (passed)'}"
+                 for k, v in self.parameters.items()]
+        lines = [f"{self.name}: {mode}, seed {self.seed}",
+                 f"catalog: {self.paths.data_dir}",
+                 f"reports: {self.paths.reports} (figures, metrics)",
+                 f"models:  {self.paths.models}"]
+        rows: list[list[str]] = [[]]
+        for item in shown:  # wrapped at 100 characters, never inside one parameter
+            if rows[-1] and len("parameters: " + ", ".join([*rows[-1], item]) + ",") > 100:
+                rows.append([])
+            rows[-1].append(item)
+        if shown:
+            lines.append("parameters: " + ",\n    ".join(", ".join(row) for row in rows))
+        return "\n".join(lines)
+
+
+def setup(notebook: str, namespace: MutableMapping[str, Any], *,
+          clock: Callable[[], float] = time.perf_counter) -> Run:
+    """Open a notebook: fill its unset parameters, seed, set the plot style, find its paths.
+
+    Reads ``DATA_DIR``, ``QUICK`` and ``SEED`` from ``namespace`` (the notebook's ``globals()``).
+    Each parameter of the notebook's table (:data:`NOTEBOOKS`) that is ``None`` or missing in
+    ``namespace`` is set there to its default for the mode; every other value, passed or
+    written in the parameters cell, is left as it is.
+
+    Args:
+        notebook: the notebook's name, a key of :data:`NOTEBOOKS` (``"04_tuning"``).
+        namespace: the notebook's globals; unset parameters are written into it.
+        clock: the timer's clock (tests pass a fake one).
+
+    Returns:
+        The :class:`Run`: ``run.paths``, ``run.name``, ``run.elapsed()``, ...
+
+    Raises:
+        ValueError: an unknown notebook, a ``QUICK`` that is not a bool, a parameter outside its
+            choices, or an invalid seed; each message echoes the value received.
+    """
+    started = clock()
+    if notebook not in NOTEBOOKS:
+        raise ValueError(f"Unknown notebook; known: {sorted(NOTEBOOKS)}. "
+                         f"Received: notebook={notebook!r}")
+    spec = NOTEBOOKS[notebook]
+    quick = check_quick(namespace.get("QUICK", False))
+    filled = []
+    for key, default in spec.defaults.items():
+        if namespace.get(key) is None:
+            namespace[key] = default.value(quick=quick)
+            filled.append(key)
+    for key, allowed in spec.choices.items():
+        if namespace.get(key) not in allowed:
+            raise ValueError(f"{key} must be one of {allowed}. "
+                             f"Received: {key}={namespace.get(key)!r}")
+    seed = config.set_seed(namespace.get("SEED", config.SEED))
+    paths = config.get_paths(namespace.get("DATA_DIR"), quick=quick)
+    from fashion_utils import plots  # matplotlib and seaborn only once a notebook opens
+
+    plots.set_style()
+    target = namespace.get("TARGET") if spec.target_in_name else None
+    return Run(notebook=notebook, name=run_name(notebook, target=target), paths=paths,
+               quick=quick, seed=seed, parameters={k: namespace[k] for k in spec.defaults},
+               filled=tuple(filled), started=started, clock=clock)
+
+
+# ------------------------------------------------------------------ helpers the notebooks share
+
+
+def finest_label(catalog: pd.DataFrame, *, candidates: Sequence[str] = HIERARCHY) -> str:
+    """The first of ``candidates`` (finest level first) that is a column of ``catalog``."""
+    for column in candidates:
+        if column in catalog.columns:
+            return column
+    raise ValueError(f"The catalog has none of the label columns {list(candidates)}. "
+                     f"Received: columns={list(catalog.columns)}")
+
+
+def quick_subset(catalog: pd.DataFrame, *, seed: int = config.SEED,
+                 per_class: int = config.QUICK_PER_CLASS) -> pd.DataFrame:
+    """The small, balanced catalog of quick runs: ``per_class`` random products of each class of
+    the finest label (:func:`finest_label`), in catalog order.
+
+    Notebooks 05 and 06 both call it, so their quick runs embed the same products and share
+    their feature caches (keyed by the exact id list).
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be an integer >= 1. Received: per_class={per_class!r}")
+    column = finest_label(catalog)
+    shuffled = catalog.sample(frac=1, random_state=seed)
+    return shuffled.groupby(column).head(per_class).sort_index()
+
+
+def in_voila() -> bool:
+    """True when the kernel runs under Voilà (``make explore``), where widgets are always live."""
+    return os.environ.get("SERVER_SOFTWARE", "").startswith("voila")

@@ -1,0 +1,275 @@
+"""The notebooks' one setup call: quick defaults fill only what was not passed, run names, timer."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from fashion_utils import config, notebook, runner
+
+NOTEBOOK_NAMES = sorted(notebook.NOTEBOOKS)
+MODES = [False, True]
+
+
+def _namespace(name: str, *, quick: bool, **passed) -> dict:
+    """What a notebook's globals hold after its parameters cell: every defaulted name None."""
+    ns = {"DATA_DIR": None, "QUICK": quick}
+    ns.update({key: None for key in notebook.NOTEBOOKS[name].defaults})
+    ns.update({key: choices[-1] for key, choices in notebook.NOTEBOOKS[name].choices.items()})
+    ns.update(passed)
+    return ns
+
+
+def _setup(name: str, ns: dict, **kwargs) -> notebook.Run:
+    return notebook.setup(name, ns, **kwargs)
+
+
+# --------------------------------------------------------------------------- filling defaults
+
+
+@pytest.mark.parametrize("quick", MODES)
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_setup_fills_every_unset_parameter_with_the_mode_default(name, quick, output_root):
+    ns = _namespace(name, quick=quick)
+    run = _setup(name, ns)
+    for key, default in notebook.NOTEBOOKS[name].defaults.items():
+        assert ns[key] == default.value(quick=quick), key
+        assert run.parameters[key] == ns[key]
+    assert set(run.filled) == set(notebook.NOTEBOOKS[name].defaults)
+    assert run.quick is quick and run.paths.quick is quick
+
+
+@pytest.mark.parametrize("quick", MODES)
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_a_passed_value_is_never_touched(name, quick, output_root):
+    """Every parameter, passed alone: it survives either mode; the others are filled."""
+    for key in notebook.NOTEBOOKS[name].defaults:
+        passed = object()  # a value no default can equal
+        ns = _namespace(name, quick=quick, **{key: passed})
+        if key == "SEED":
+            passed = ns[key] = 7  # set_seed needs an integer
+        run = _setup(name, ns)
+        assert ns[key] is passed, key
+        assert key not in run.filled
+        assert set(run.filled) == set(notebook.NOTEBOOKS[name].defaults) - {key}
+
+
+@pytest.mark.parametrize("name, key, value", [
+    ("04_tuning", "EPOCHS", 5),  # make notebooks QUICK=1 PARAMS="EPOCHS=5" runs 5 epochs
+    ("04_tuning", "IMAGE_SIZE", 64),
+    ("04_tuning", "MAX_TRIALS", 0),
+    ("04_tuning", "PROBE_IMAGES", 500),
+    ("03_baseline_cnn", "EPOCHS", 7),
+    ("02_sampling_augmentation", "CAP_PER_CLASS", 0),
+    ("02_sampling_augmentation", "AUGMENT_TO", 1000),
+    ("06_multi_output", "BATCH_SIZE", 64),
+    ("01_eda", "SAMPLE_IMAGES", 10),
+])
+def test_quick_mode_keeps_what_the_user_passed(name, key, value, output_root):
+    ns = _namespace(name, quick=True, **{key: value})
+    run = _setup(name, ns)
+    assert ns[key] == value and run.parameters[key] == value
+    assert notebook.NOTEBOOKS[name].defaults[key].quick != value  # the default would differ
+
+
+def test_the_quick_table_holds_the_former_overrides():
+    """The values the setup cells used to force in quick mode are now the quick defaults."""
+    quick = {name: {k: d.quick for k, d in spec.defaults.items()}
+             for name, spec in notebook.NOTEBOOKS.items()}
+    assert quick["04_tuning"]["IMAGE_SIZE"] == config.QUICK_IMAGE_SIZE
+    assert (quick["04_tuning"]["EPOCHS"], quick["04_tuning"]["BASELINE_EPOCHS"]) == (2, 2)
+    assert quick["02_sampling_augmentation"]["CAP_PER_CLASS"] == config.QUICK_PER_CLASS
+    full = notebook.NOTEBOOKS["03_baseline_cnn"].defaults
+    assert full["UNITS"].full == config.ORIGINAL_UNITS
+    assert full["EPOCHS"].full == config.ORIGINAL_EPOCHS
+    assert full["BATCH_SIZE"].full == config.ORIGINAL_BATCH_SIZE
+    assert full["LEARNING_RATE"].full == config.ORIGINAL_LEARNING_RATE
+
+
+def test_setup_seeds_sets_the_style_and_finds_the_paths(tmp_path, output_root):
+    data_dir = tmp_path / "catalog"
+    data_dir.mkdir()
+    plt.rcParams["axes.titleweight"] = "normal"
+    run = _setup("03_baseline_cnn", _namespace("03_baseline_cnn", quick=True, DATA_DIR=data_dir,
+                                                SEED=5))
+    drawn = np.random.rand()
+    config.set_seed(5)
+    assert drawn == np.random.rand() and run.seed == 5
+    assert plt.rcParams["axes.titleweight"] == "bold"
+    assert run.paths == config.get_paths(data_dir, quick=True)
+    assert run.paths.figures.is_dir() and str(run.paths.root) == str(output_root.resolve())
+
+
+def test_str_names_the_run_and_marks_passed_values(output_root):
+    run = _setup("04_tuning", _namespace("04_tuning", quick=True, EPOCHS=5))
+    text = str(run)
+    assert text.startswith("04_tuning: quick mode, seed 42")
+    assert "EPOCHS=5 (passed)" in text and f"IMAGE_SIZE={config.QUICK_IMAGE_SIZE}," in text
+    parameters = text[text.index("parameters:"):].splitlines()
+    assert all(len(line) <= 100 for line in parameters) and len(parameters) > 1
+    for key in notebook.NOTEBOOKS["04_tuning"].defaults:  # each one whole, on one line
+        assert sum(f" {key}=" in line for line in parameters) == 1, key
+
+
+# --------------------------------------------------------------------------- run names
+
+
+@pytest.mark.parametrize("name, target, expected", [
+    ("04_tuning", config.DEFAULT_TARGET, "04_tuning"),
+    ("04_tuning", "articleType", "04_tuning-articleType"),
+    ("03_baseline_cnn", "articleType", "03_baseline_cnn-articleType"),
+    ("02_sampling_augmentation", "subCategory", "02_sampling_augmentation-subCategory"),
+    ("01_eda", "articleType", "01_eda"),  # its metrics file is always 01_eda.json
+    ("05_recommendation", "articleType", "05_recommendation"),
+    ("06_multi_output", None, "06_multi_output"),
+])
+def test_run_names(name, target, expected, output_root):
+    passed = {} if target is None else {"TARGET": target}
+    assert _setup(name, _namespace(name, quick=True, **passed)).name == expected
+    assert _setup(name, _namespace(name, quick=False, **passed)).name == expected
+
+
+@pytest.mark.parametrize("target, expected", [
+    (None, "x"), (config.DEFAULT_TARGET, "x"), ("articleType", "x-articleType")])
+def test_run_name_function(target, expected):
+    assert notebook.run_name("x", target=target) == expected
+
+
+# --------------------------------------------------------------------------- the timer
+
+
+def test_elapsed_counts_from_setup_in_tenths_of_a_second(output_root):
+    ticks = iter([100.0, 101.26, 130.0])
+    run = _setup("01_eda", _namespace("01_eda", quick=True), clock=lambda: next(ticks))
+    assert run.elapsed() == 1.3
+    assert run.elapsed() == 30.0
+
+
+def test_elapsed_with_the_real_clock_is_small_and_grows(output_root):
+    run = _setup("01_eda", _namespace("01_eda", quick=True))
+    first = run.elapsed()
+    assert 0.0 <= first <= run.elapsed() < 60
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("quick", ["yes", "True", 2, -1, 1.0, None, [True]])
+def test_an_unknown_mode_raises_and_echoes_it(quick, output_root):
+    with pytest.raises(ValueError, match=r"QUICK must be True or False\. Received: QUICK="):
+        _setup("01_eda", _namespace("01_eda", quick=quick))
+    with pytest.raises(ValueError, match=re.escape(f"QUICK={quick!r}")):
+        notebook.check_quick(quick)
+
+
+@pytest.mark.parametrize("quick, expected", [(True, True), (False, False), (1, True), (0, False)])
+def test_check_quick_accepts_bools_and_0_1(quick, expected):
+    assert notebook.check_quick(quick) is expected
+
+
+def test_an_unknown_notebook_raises(output_root):
+    with pytest.raises(ValueError, match=r"Received: notebook='07_nope'"):
+        notebook.setup("07_nope", {"QUICK": True})
+
+
+def test_a_value_outside_its_choices_raises(output_root):
+    ns = _namespace("05_recommendation", quick=True, EMBEDDING_SOURCE="clip")
+    with pytest.raises(ValueError, match=r"EMBEDDING_SOURCE must be one of .*"
+                                         r"Received: EMBEDDING_SOURCE='clip'"):
+        _setup("05_recommendation", ns)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "42"])
+def test_a_bad_seed_raises(seed, output_root):
+    with pytest.raises(ValueError, match="seed"):
+        _setup("01_eda", _namespace("01_eda", quick=True, SEED=seed))
+
+
+# --------------------------------------------------------------------- the table and the cells
+
+
+def _parameters_cell(path) -> str:
+    cells = json.loads(path.read_text())["cells"]
+    return next("".join(c["source"]) for c in cells
+                if "parameters" in c.get("metadata", {}).get("tags", []))
+
+
+@pytest.mark.parametrize("path", runner.notebook_paths(config.NOTEBOOKS_DIR), ids=lambda p: p.stem)
+def test_the_table_and_the_parameters_cell_agree(path):
+    """Every defaulted parameter is None in the cell, and its comment says what None means."""
+    assert path.stem in notebook.NOTEBOOKS, f"register {path.stem}'s defaults in notebook.NOTEBOOKS"
+    source = _parameters_cell(path)
+    assigned = {node.targets[0].id: node.value for node in ast.parse(source).body
+                if isinstance(node, ast.Assign)}
+    lines, key = {}, None  # each parameter's line, with its comment's continuation lines
+    for line in source.splitlines():
+        if line.lstrip().startswith("#") and key:
+            lines[key] += line
+        elif "=" in line:
+            key = line.split("=")[0].strip()
+            lines[key] = line
+    for key in notebook.NOTEBOOKS[path.stem].defaults:
+        assert key in assigned, f"{path.stem}: {key} is not a parameter"
+        value = assigned[key]
+        assert isinstance(value, ast.Constant) and value.value is None, f"{path.stem}: {key}"
+        assert "None:" in lines[key], f"{path.stem}: say what {key} = None means"
+    for key, allowed in notebook.NOTEBOOKS[path.stem].choices.items():
+        assert ast.literal_eval(assigned[key]) in allowed
+
+
+# --------------------------------------------------------------------------- the quick subset
+
+
+def _catalog(n_per_class: dict[str, int], *, column: str = "articleType") -> pd.DataFrame:
+    labels = [label for label, n in n_per_class.items() for _ in range(n)]
+    return pd.DataFrame({"id": [str(i) for i in range(len(labels))], column: labels,
+                         "masterCategory": ["m"] * len(labels)})
+
+
+@pytest.mark.parametrize("per_class", [1, 3, 10])
+@pytest.mark.parametrize("seed", [0, 42])
+def test_quick_subset_is_balanced_seeded_and_in_catalog_order(per_class, seed):
+    catalog = _catalog({"a": 12, "b": 5, "c": 2})
+    subset = notebook.quick_subset(catalog, seed=seed, per_class=per_class)
+    counts = subset["articleType"].value_counts()
+    for label, n in {"a": 12, "b": 5, "c": 2}.items():
+        assert counts[label] == min(n, per_class)
+    assert subset.index.is_monotonic_increasing and subset.index.isin(catalog.index).all()
+    pd.testing.assert_frame_equal(subset, notebook.quick_subset(catalog, seed=seed,
+                                                                per_class=per_class))
+
+
+def test_quick_subset_groups_by_the_finest_label():
+    catalog = _catalog({"x": 6, "y": 6}, column="subCategory")
+    assert notebook.finest_label(catalog) == "subCategory"
+    subset = notebook.quick_subset(catalog, per_class=2)
+    assert subset["subCategory"].value_counts().to_dict() == {"x": 2, "y": 2}
+
+
+def test_quick_subset_defaults_to_the_configured_size():
+    catalog = _catalog({"a": config.QUICK_PER_CLASS + 5})
+    assert len(notebook.quick_subset(catalog)) == config.QUICK_PER_CLASS
+
+
+@pytest.mark.parametrize("per_class", [0, -1, 1.5, True])
+def test_quick_subset_rejects_bad_sizes(per_class):
+    with pytest.raises(ValueError, match=f"Received: per_class={per_class!r}"):
+        notebook.quick_subset(_catalog({"a": 3}), per_class=per_class)
+
+
+def test_quick_subset_needs_a_label_column():
+    with pytest.raises(ValueError, match="none of the label columns"):
+        notebook.quick_subset(pd.DataFrame({"id": ["1"], "colour": ["red"]}))
+
+
+def test_in_voila(monkeypatch):
+    monkeypatch.setenv("SERVER_SOFTWARE", "voila/0.5")
+    assert notebook.in_voila()
+    monkeypatch.delenv("SERVER_SOFTWARE")
+    assert not notebook.in_voila()
