@@ -54,10 +54,10 @@ import pandas as pd
 from fashion_utils import config
 from fashion_utils.atomic import write_json_atomic, write_text_atomic
 from fashion_utils.checks import positive_int
-from fashion_utils.tuning import (OBJECTIVE, TUNER_KINDS, load_search_data, make_hypermodel,
-                                  make_tuner, read_search_data, save_search_data,
-                                  summarise_search, synthetic_search_data, trial_table,
-                                  update_search_log)
+from fashion_utils.search_data import (load_search_data, read_search_data, save_search_data,
+                                       synthetic_search_data)
+from fashion_utils.tuning import (OBJECTIVE, TUNER_KINDS, make_hypermodel, make_tuner,
+                                  summarise_search, trial_table, update_search_log)
 
 CHIEF_ID = "chief"
 ENV_VARS = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")

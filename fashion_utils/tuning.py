@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import keras
 import keras_tuner as kt
-from fashion_utils import features, models, sampling
-from fashion_utils.atomic import atomic_path, write_json_atomic
+from fashion_utils import models
+from fashion_utils.atomic import write_json_atomic
 from fashion_utils import config
 from fashion_utils.checks import positive_int
 
@@ -538,91 +538,3 @@ def multi_seed(hypermodel: HeadHyperModel, hp: kt.HyperParameters, x_fit: np.nda
     return {"seeds": seeds, "accuracy": accuracy, "macro_f1": macro_f1, "epochs": epochs_run,
             "accuracy_mean": float(np.mean(accuracy)), "accuracy_std": float(np.std(accuracy, ddof=1)),
             "macro_f1_mean": float(np.mean(macro_f1)), "macro_f1_std": float(np.std(macro_f1, ddof=1))}
-
-
-# ---------------------------------------------------------------------------------- search data
-
-
-def synthetic_search_data(*, n: int = 600, dim: int = 16, num_classes: int = 4,
-                          seed: int = config.SEED, val_fraction: float = 0.25) -> dict[str, Any]:
-    """Gaussian blobs standing in for cached features (tests, demos, no data set).
-
-    Returns:
-        ``{"x_train", "y_train", "x_val", "y_val", "class_names", "source"}``.
-    """
-    n = positive_int("n", n, minimum=2 * num_classes)
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0.0, 1.0, size=(num_classes, dim)).astype(np.float32)
-    y = np.arange(n) % num_classes
-    rng.shuffle(y)
-    x = (centers[y] + rng.normal(0.0, 1.0, size=(n, dim))).astype(np.float32)
-    n_val = max(num_classes, int(round(n * val_fraction)))
-    return {"x_train": x[n_val:], "y_train": y[n_val:].astype(np.int64), "x_val": x[:n_val],
-            "y_val": y[:n_val].astype(np.int64),
-            "class_names": [f"class_{i}" for i in range(num_classes)],
-            "source": f"synthetic ({n} points, {dim} dims, {num_classes} classes, seed {seed})"}
-
-
-def load_search_data(data_dir: str | os.PathLike | None = None, *,
-                     backbone: str = config.DEFAULT_BACKBONE, target: str = config.DEFAULT_TARGET,
-                     image_size: int | None = None) -> dict[str, Any]:
-    """Train and validation features of a data set, as notebooks 03 and 04 read them.
-
-    Rows and labels come from notebook 02's study sample (``sampling.load_study_sample``),
-    features from notebook 03's cache of ``backbone`` (``features.find_feature_caches``;
-    ``image_size`` preferred, default ``config.DEFAULT_IMAGE_SIZE``, else the largest cache).
-    The test side is never read.
-
-    Returns:
-        Like :func:`synthetic_search_data`, plus ``"missing"``: train/val rows without features
-        (counted, not silently dropped).
-
-    Raises:
-        FileNotFoundError: no study sample for ``target`` (run notebook 02), no cache of that
-            backbone (run notebook 03), or a cache without train/val rows.
-    """
-    paths = config.get_paths(data_dir)
-    wanted = image_size or config.DEFAULT_IMAGE_SIZE
-    caches = features.find_feature_caches(paths.features, model_key=backbone)
-    if not caches:
-        raise FileNotFoundError(f"No finished {backbone!r} feature cache under {paths.features} "
-                                f"(run notebook 03 first).")
-    cache = max(caches, key=lambda c: (c.meta.get("image_size") == wanted, len(c.ids)))
-    sample = sampling.load_study_sample(paths, target=target)
-    class_names = sorted(sample[target].astype(str).unique())
-    have_ids = set(cache.ids.tolist())
-    out: dict[str, Any] = {"class_names": class_names, "missing": {}}
-    for side in ("train", "val"):
-        part = sample[sample["split"] == side]
-        have = part[part["id"].astype(str).isin(have_ids)]
-        out["missing"][side] = int(len(part) - len(have))
-        if have.empty:
-            raise FileNotFoundError(f"The cache {cache.folder.name} holds no {side} row of the "
-                                    f"study sample.")
-        out[f"x_{side}"] = features.align_features(have["id"], cache.ids, cache.features)
-        out[f"y_{side}"] = models.encode_labels(have[target], class_names=class_names)
-    out["source"] = (f"{paths.data_dir.name}: {backbone} features @ {cache.meta.get('image_size')}"
-                     f" px ({cache.folder.name}), study sample, target {target}")
-    return out
-
-
-def save_search_data(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Write search arrays to an ``.npz`` (atomically): what chief and workers read."""
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **{k: np.asarray(data[k]) for k in ("x_train", "y_train", "x_val", "y_val")},
-                 class_names=np.asarray(data["class_names"], dtype=str),
-                 source=np.asarray(str(data.get("source", ""))))
-    return Path(path)
-
-
-def read_search_data(path: str | os.PathLike) -> dict[str, Any]:
-    """Read what :func:`save_search_data` wrote."""
-    with np.load(path, allow_pickle=False) as npz:
-        data = {k: npz[k] for k in ("x_train", "y_train", "x_val", "y_val")}
-        data["class_names"] = [str(c) for c in npz["class_names"]]
-        data["source"] = str(npz["source"])
-    return data
-
-
-# ---------------------------------------------------------------------------------- distributed
-

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from fashion_utils import distributed, tuning
+from fashion_utils import distributed, search_data
 
 DIM, CLASSES = 8, 3
 MAX_TRIALS = 6
@@ -24,7 +24,7 @@ SEARCH = dict(max_trials=MAX_TRIALS, epochs=2, patience=2, seed=5, threads_per_w
 @pytest.fixture(scope="module")
 def data():
     """Separable Gaussian blobs standing in for cached features."""
-    return tuning.synthetic_search_data(n=160, dim=DIM, num_classes=CLASSES, seed=0)
+    return search_data.synthetic_search_data(n=160, dim=DIM, num_classes=CLASSES, seed=0)
 
 
 # ---------------------------------------------------------------------------------- command line
@@ -34,11 +34,11 @@ def test_export_data_writes_synthetic_arrays(tmp_path, capsys):
     out = tmp_path / "search.npz"
     assert distributed.main(["export-data", "--synthetic", "--out", str(out)]) == 0
     assert "synthetic" in capsys.readouterr().out
-    assert tuning.read_search_data(out)["x_train"].ndim == 2
+    assert search_data.read_search_data(out)["x_train"].ndim == 2
 
 
 def test_chief_and_worker_need_the_kerastuner_environment(tmp_path, monkeypatch, data):
-    path = tuning.save_search_data(data, tmp_path / "d.npz")
+    path = search_data.save_search_data(data, tmp_path / "d.npz")
     for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(SystemExit, match="Set KERASTUNER_TUNER_ID"):
@@ -57,7 +57,7 @@ def test_chief_and_worker_need_the_kerastuner_environment(tmp_path, monkeypatch,
 
 def test_the_chief_refuses_a_port_in_use(tmp_path, monkeypatch, data):
     """KerasTuner's chief would serve nothing and leave its workers waiting for an hour."""
-    path = tuning.save_search_data(data, tmp_path / "d.npz")
+    path = search_data.save_search_data(data, tmp_path / "d.npz")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -71,7 +71,7 @@ def test_the_chief_refuses_a_port_in_use(tmp_path, monkeypatch, data):
 
 
 def test_launch_refuses_bad_options(tmp_path, data):
-    path = tuning.save_search_data(data, tmp_path / "d.npz")
+    path = search_data.save_search_data(data, tmp_path / "d.npz")
     with pytest.raises(ValueError, match="Received: workers=0"):
         distributed.launch_distributed(workers=0, data_file=path, directory=tmp_path / "s")
     with pytest.raises(ValueError, match="Received: kind='grid'"):
@@ -115,7 +115,7 @@ def killed_search(tmp_path_factory, data):
     Returns ``(search, summary)`` once the supervisor has ended it.
     """
     directory = tmp_path_factory.mktemp("killed") / "dist"
-    data_file = tuning.save_search_data(data, directory / "search_data.npz")
+    data_file = search_data.save_search_data(data, directory / "search_data.npz")
     search = distributed.launch_distributed(workers=2, data_file=data_file, directory=directory,
                                             **SEARCH)
     with search:  # kills whatever still runs if anything below fails

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from fashion_utils import tuning
+from fashion_utils import search_data, tuning
 
 DIM, CLASSES = 8, 3
 
@@ -22,7 +22,7 @@ DIM, CLASSES = 8, 3
 @pytest.fixture(scope="module")
 def data():
     """Separable Gaussian blobs standing in for cached features."""
-    return tuning.synthetic_search_data(n=160, dim=DIM, num_classes=CLASSES, seed=0)
+    return search_data.synthetic_search_data(n=160, dim=DIM, num_classes=CLASSES, seed=0)
 
 
 @pytest.fixture
@@ -85,6 +85,28 @@ def test_baseline_is_the_50_20_head_with_adam(hypermodel):
     dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     assert dense == [50, 20, CLASSES]
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
+
+
+def test_the_baseline_trial_is_notebook_03s_head_built_by_the_same_code(hypermodel):
+    """04's "baseline" row and 03's head come from one builder: same layers, same optimizer."""
+    from fashion_utils import config, models
+
+    tuned = hypermodel(tuning.baseline_hyperparameters(hypermodel))
+    keras.utils.set_random_seed(hypermodel.seed)
+    ours = models.compile_classifier(models.build_classifier_head(DIM, CLASSES))
+
+    def layers(model):
+        return [(type(layer).__name__, layer.name, getattr(layer, "units", None),
+                 getattr(layer, "activation", None) and layer.activation.__name__)
+                for layer in model.layers]
+
+    assert layers(tuned) == layers(ours)
+    assert [w.shape for w in tuned.weights] == [w.shape for w in ours.weights]
+    for model in (tuned, ours):
+        assert type(model.optimizer).__name__ == "Adam"
+        assert float(model.optimizer.learning_rate) == pytest.approx(config.ORIGINAL_LEARNING_RATE)
+    for w_tuned, w_ours in zip(tuned.weights, ours.weights):  # same seed, same initial weights
+        np.testing.assert_array_equal(np.asarray(w_tuned), np.asarray(w_ours))
 
 
 @pytest.mark.parametrize("values, match", [
@@ -259,68 +281,6 @@ def test_multi_seed_reports_mean_and_spread(hypermodel, data):
 
 
 # ---------------------------------------------------------------------------------- search data
-
-
-def test_search_data_round_trips_through_npz(tmp_path, data):
-    path = tuning.save_search_data(data, tmp_path / "d.npz")
-    back = tuning.read_search_data(path)
-    for key in ("x_train", "y_train", "x_val", "y_val"):
-        np.testing.assert_array_equal(back[key], data[key])
-    assert back["class_names"] == data["class_names"] and back["source"] == data["source"]
-    assert not list(tmp_path.glob(".*tmp*"))  # written atomically, nothing left behind
-
-
-def test_load_search_data_reads_train_and_val_from_the_feature_cache(tiny_kaggle_dir, output_root):
-    from fashion_utils import config, features
-    from fashion_utils.data import load_catalog
-
-    catalog, _ = load_catalog(tiny_kaggle_dir, check_images=False)
-
-    def factory():
-        inputs = keras.Input((None, None, 3))
-        return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
-
-    features.extract_embeddings(catalog["id"], catalog["image_path"], model_factory=factory,
-                                model_key="efficientnet_lite0", image_size=32,
-                                cache_dir=config.get_paths(tiny_kaggle_dir).features, progress=False)
-    loaded = tuning.load_search_data(tiny_kaggle_dir, target="masterCategory", image_size=32)
-    assert loaded["class_names"] == sorted(catalog["masterCategory"].unique())
-    assert loaded["x_train"].shape[1] == 3 and len(loaded["x_train"]) == len(loaded["y_train"])
-    assert len(loaded["x_val"]) >= 1 and loaded["missing"] == {"train": 0, "val": 0}
-    assert len(loaded["x_train"]) + len(loaded["x_val"]) < len(catalog)  # the test side stays out
-
-
-def test_load_search_data_prefers_the_study_sample(tiny_kaggle_dir, output_root):
-    """Rows and labels come from notebook 02's study sample when there is one (as in 03)."""
-    from fashion_utils import config, features, sampling
-    from fashion_utils.data import load_catalog
-
-    catalog, _ = load_catalog(tiny_kaggle_dir, check_images=False)
-    sample = catalog[["id", "image_path", "masterCategory"]].copy()
-    sample["split"] = ["train", "train", "val", "test"] * (len(sample) // 4)
-    sample["source_id"] = sample["id"]
-    sample["augmented"] = False
-    paths = config.get_paths(tiny_kaggle_dir)
-    sampling.save_study_sample(sample, paths, target="masterCategory")
-
-    def factory():
-        inputs = keras.Input((None, None, 3))
-        return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
-
-    # The cache lacks one validation row: it is counted as missing, not dropped silently.
-    cached = sample[sample["id"] != sample.loc[sample["split"] == "val", "id"].iloc[0]]
-    features.extract_embeddings(cached["id"], cached["image_path"], model_factory=factory,
-                                model_key="efficientnet_lite0", image_size=32,
-                                cache_dir=paths.features, progress=False)
-    loaded = tuning.load_search_data(tiny_kaggle_dir, target="masterCategory", image_size=32)
-    assert "study sample" in loaded["source"]
-    assert (len(loaded["x_train"]), len(loaded["x_val"])) == (12, 5)
-    assert loaded["missing"] == {"train": 0, "val": 1}
-
-
-def test_load_search_data_without_a_cache_says_so(tiny_kaggle_dir, output_root):
-    with pytest.raises(FileNotFoundError, match="No finished 'efficientnet_lite0' feature cache"):
-        tuning.load_search_data(tiny_kaggle_dir)
 
 
 # ---------------------------------------------------------------------------------- fine-tuning
