@@ -22,6 +22,7 @@ import pandas as pd
 from fashion_utils import config
 from fashion_utils.atomic import atomic_path
 from fashion_utils.checks import positive_float, positive_int, positive_ints, rate
+from fashion_utils import features
 from fashion_utils.features import predict_image_files
 
 __all__ = [
@@ -139,6 +140,18 @@ def encode_labels(labels: Sequence[Any], *, class_names: Sequence[str]) -> np.nd
     if unknown:
         raise ValueError(f"Labels not in class_names: {unknown[:10]}. Received: class_names={list(class_names)!r}")
     return labels.map(index).to_numpy(dtype=np.int64)
+
+
+def labelled_features(rows: pd.DataFrame, ids: Sequence[str], feats: np.ndarray, *, target: str,
+                      class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """What a head trains on: the cached features of ``rows`` (by ``id``) and their integer
+    labels (``target`` encoded by ``class_names``).
+
+    Raises:
+        ValueError: an id without cached features, or a label not in ``class_names``.
+    """
+    return (features.align_features(rows["id"], ids, feats),
+            encode_labels(rows[target], class_names=class_names))
 
 
 def check_backbone_fits_head(backbone, head, *, image_size: int) -> None:

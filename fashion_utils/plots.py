@@ -209,3 +209,35 @@ def class_balance_chart(catalog: pd.DataFrame, sample: pd.DataFrame, *, target: 
     sns.move_legend(axes[1], "center left", bbox_to_anchor=(1.01, 0.5), title=None, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def retrieval_metrics(scores: pd.DataFrame, *, metrics: Sequence[str]) -> plt.Figure:
+    """One panel per metric: the score of each embedding source for each relevance label.
+
+    Args:
+        scores: long table with columns ``source``, ``label`` and the ``metrics``.
+        metrics: column names, e.g. ``["precision@5", "mAP@10"]``.
+    """
+    fig, axes = plt.subplots(1, len(metrics), figsize=(7 * len(metrics), 4), sharey=True,
+                             squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        sns.barplot(scores, x="label", y=metric, hue="source", ax=ax, legend=ax is axes.flat[-1])
+        ax.set(title=metric, ylim=(0, 1.05), xlabel="relevant = same …", ylabel="score")
+    sns.move_legend(axes.flat[-1], "upper left", bbox_to_anchor=(1.01, 1))
+    return fig
+
+
+def multi_output_curves(history: Mapping[str, Sequence[float]], *,
+                        columns: Sequence[str]) -> plt.Figure:
+    """Total loss (train and validation) and each head's validation accuracy, per epoch."""
+    epochs = range(1, len(history["loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    axes[0].plot(epochs, history["loss"], label="train")
+    axes[0].plot(epochs, history["val_loss"], label="validation")
+    for column in columns:
+        axes[1].plot(epochs, history[f"val_{column}_accuracy"], label=column)
+    for ax, title, ylabel in zip(axes, ["Total loss (sum over heads)",
+                                        "Validation accuracy per head"], ["loss", "accuracy"]):
+        ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+        ax.legend()
+    return fig

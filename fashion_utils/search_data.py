@@ -72,8 +72,8 @@ def load_search_data(data_dir: str | os.PathLike | None = None, *,
         if have.empty:
             raise FileNotFoundError(f"The cache {cache.folder.name} holds no {side} row of the "
                                     f"study sample.")
-        out[f"x_{side}"] = features.align_features(have["id"], cache.ids, cache.features)
-        out[f"y_{side}"] = models.encode_labels(have[target], class_names=class_names)
+        out[f"x_{side}"], out[f"y_{side}"] = models.labelled_features(
+            have, cache.ids, cache.features, target=target, class_names=class_names)
     out["source"] = (f"{paths.data_dir.name}: {backbone} features @ {cache.meta.get('image_size')}"
                      f" px ({cache.folder.name}), study sample, target {target}")
     return out

@@ -538,3 +538,28 @@ def multi_seed(hypermodel: HeadHyperModel, hp: kt.HyperParameters, x_fit: np.nda
     return {"seeds": seeds, "accuracy": accuracy, "macro_f1": macro_f1, "epochs": epochs_run,
             "accuracy_mean": float(np.mean(accuracy)), "accuracy_std": float(np.std(accuracy, ddof=1)),
             "macro_f1_mean": float(np.mean(macro_f1)), "macro_f1_std": float(np.std(macro_f1, ddof=1))}
+
+
+def compare_to_baseline(seed_study: Mapping[str, Mapping[str, Any]], *, baseline: str) -> dict:
+    """Does the best tuned configuration beat the baseline beyond seed noise?
+
+    Args:
+        seed_study: ``{name: multi_seed(...) result}``, the baseline among them.
+        baseline: the baseline's name.
+
+    Returns:
+        ``{"best": name, "difference": mean accuracy of best - baseline, "noise": two standard
+        errors of that difference, "outcome": "helped" | "hurt" | "did not help"}``.
+    """
+    if baseline not in seed_study or len(seed_study) < 2:
+        raise ValueError(f"seed_study needs the baseline and one other configuration. "
+                         f"Received: {sorted(seed_study)}, baseline={baseline!r}")
+    base = seed_study[baseline]
+    best = max((k for k in seed_study if k != baseline),
+               key=lambda k: seed_study[k]["accuracy_mean"])
+    tuned = seed_study[best]
+    diff = tuned["accuracy_mean"] - base["accuracy_mean"]
+    noise = 2 * math.sqrt(base["accuracy_std"] ** 2 / len(base["accuracy"])
+                          + tuned["accuracy_std"] ** 2 / len(tuned["accuracy"]))
+    outcome = ("helped" if diff > 0 else "hurt") if abs(diff) > noise else "did not help"
+    return {"best": best, "difference": float(diff), "noise": float(noise), "outcome": outcome}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -167,3 +168,15 @@ def test_predict_images_falls_back_to_pil_for_other_formats(end_to_end, tmp_path
     table = models.predict_images(end_to_end, [tmp_path / "a.webp", tmp_path / "a.png"])
     np.testing.assert_allclose(table.loc[0, CLASSES].to_numpy(dtype=float),
                                table.loc[1, CLASSES].to_numpy(dtype=float), atol=1e-6)
+
+
+def test_labelled_features_pairs_each_row_with_its_features_and_label():
+    ids = np.array(["a", "b", "c"])
+    feats = np.arange(6, dtype=np.float32).reshape(3, 2)
+    rows = pd.DataFrame({"id": ["c", "a"], "kind": ["Bag", "Shoe"]})
+    x, y = models.labelled_features(rows, ids, feats, target="kind", class_names=["Bag", "Shoe"])
+    np.testing.assert_array_equal(x, feats[[2, 0]])
+    assert y.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="no cached features"):
+        models.labelled_features(rows.assign(id=["z", "a"]), ids, feats, target="kind",
+                                 class_names=["Bag", "Shoe"])

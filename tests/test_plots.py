@@ -85,3 +85,25 @@ def test_save_fig_writes_atomically_and_refuses_odd_names(tmp_path):
     with pytest.raises(ValueError, match="name='a/b'"):
         plots.save_fig(fig, "a/b", paths=paths)
     plt.close(fig)
+
+
+def test_retrieval_metrics_draws_one_panel_per_metric():
+    scores = pd.DataFrame({"source": ["a", "a", "b", "b"], "label": ["x", "y", "x", "y"],
+                           "precision@5": [0.9, 0.8, 0.5, 0.4], "mAP@10": [0.7, 0.6, 0.3, 0.2]})
+    fig = plots.retrieval_metrics(scores, metrics=["precision@5", "mAP@10"])
+    assert [ax.get_title() for ax in fig.axes] == ["precision@5", "mAP@10"]
+    heights = sorted(round(p.get_height(), 2) for p in fig.axes[0].patches if p.get_height())
+    assert heights == [0.4, 0.5, 0.8, 0.9]
+    plt.close(fig)
+
+
+def test_multi_output_curves_show_each_head():
+    history = {"loss": [3.0, 2.0, 1.5], "val_loss": [3.1, 2.2, 1.9],
+               "val_gender_accuracy": [0.5, 0.6, 0.7], "val_usage_accuracy": [0.4, 0.5, 0.5]}
+    fig = plots.multi_output_curves(history, columns=["gender", "usage"])
+    loss_ax, acc_ax = fig.axes
+    assert [list(line.get_xdata()) for line in loss_ax.lines] == [[1, 2, 3]] * 2
+    assert [line.get_label() for line in acc_ax.lines] == ["gender", "usage"]
+    assert list(acc_ax.lines[0].get_ydata()) == [0.5, 0.6, 0.7]
+    assert loss_ax.get_xlabel() == "epoch" and acc_ax.get_ylabel() == "accuracy"
+    plt.close(fig)

@@ -333,3 +333,22 @@ def test_fine_tune_saves_an_end_to_end_model(tmp_path, make_image):
     table = models.predict_images(result.model_path, paths[:3])
     assert list(table.columns[-2:]) == ["red", "blue"]
     json.dumps(result.summary())
+
+
+@pytest.mark.parametrize("tuned_runs, outcome", [
+    ([0.90, 0.91, 0.92], "helped"), ([0.80, 0.81, 0.79], "hurt"), ([0.851, 0.849, 0.85], "did not help"),
+])
+def test_compare_to_baseline_tells_a_difference_from_seed_noise(tuned_runs, outcome):
+    def study(runs):
+        return {"accuracy": runs, "accuracy_mean": float(np.mean(runs)),
+                "accuracy_std": float(np.std(runs, ddof=1))}
+
+    seed_study = {"baseline": study([0.85, 0.852, 0.848]), "worse": study([0.5, 0.5, 0.5]),
+                  "tuned": study(tuned_runs)}
+    verdict = tuning.compare_to_baseline(seed_study, baseline="baseline")
+    assert verdict["best"] == "tuned" and verdict["outcome"] == outcome
+    assert verdict["difference"] == pytest.approx(np.mean(tuned_runs) - 0.85)
+    expected = 2 * np.sqrt((np.var([0.85, 0.852, 0.848], ddof=1) + np.var(tuned_runs, ddof=1)) / 3)
+    assert verdict["noise"] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="baseline='nope'"):
+        tuning.compare_to_baseline(seed_study, baseline="nope")
