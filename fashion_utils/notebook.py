@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
 import pandas as pd
 
-from fashion_utils import config
+from fashion_utils import config, plots
 
 #: The product hierarchy, finest level first (the Kaggle catalog and the prepared Fashion-MNIST).
 HIERARCHY: tuple[str, ...] = ("articleType", "subCategory", "masterCategory")
@@ -246,8 +246,6 @@ def setup(notebook: str, namespace: MutableMapping[str, Any], *,
                              f"Received: {key}={namespace.get(key)!r}")
     seed = config.set_seed(namespace.get("SEED", config.SEED))
     paths = config.get_paths(namespace.get("DATA_DIR"), quick=quick)
-    from fashion_utils import plots  # matplotlib and seaborn only once a notebook opens
-
     plots.set_style()
     target = namespace.get("TARGET") if spec.target_in_name else None
     return Run(notebook=notebook, name=run_name(notebook, target=target), paths=paths,
