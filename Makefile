@@ -56,7 +56,7 @@ lab: data
 explore: data
 	$(VENV)/bin/voila notebooks/05_recommendation.ipynb
 
-## Speed and memory benchmarks, written to reports/benchmarks.json
+## Speed and memory benchmarks (fashion_utils/bench/), written to reports/benchmarks.json
 bench: data
 	$(PY) -m fashion_utils.bench
 

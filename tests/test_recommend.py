@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import bench_recommender, embeddings, models, retrieval, similarity
+from fashion_utils import embeddings, models, retrieval, similarity
 from fashion_utils.similarity import SimilarityIndex
 
 
@@ -244,15 +244,6 @@ def test_faiss_ivf_with_every_list_probed_is_exact(random_index_data):
     assert ivf.memory_bytes() >= x.nbytes
 
 
-def test_faiss_hnsw_recall_is_high_on_clustered_data():
-    x = bench_recommender.synthetic_embeddings(2000, 32, n_clusters=20, intrinsic_dim=8, seed=3)
-    ids = np.arange(len(x)).astype(str)
-    exact = SimilarityIndex(ids, x)
-    hnsw = SimilarityIndex(ids, x, backend="faiss", faiss_index="hnsw", hnsw_m=16, ef_search=64)
-    assert hnsw.recall_against(exact, ids[:100], k=5) >= 0.9
-    assert "0" not in hnsw.query("0", k=5)["id"].tolist()
-
-
 def test_recall_at_k_by_hand():
     found = np.array([[1, 2, 3], [4, 5, -1]])
     truth = np.array([[1, 2, 9], [4, 7, 8]])
@@ -417,22 +408,3 @@ def test_query_ids_for_evaluation_prefers_saved_splits(tmp_path):
     assert ids == ["2", "4"] and "split column" in source
     ids, source = retrieval.query_ids_for_evaluation(catalog.drop(columns="split"), fraction=0.5, seed=1)
     assert len(ids) == 2 and "random" in source
-
-
-# --------------------------------------------------------------------------- benchmark helpers
-
-
-def test_synthetic_embeddings_are_the_same_in_any_slice():
-    whole = bench_recommender.synthetic_embeddings(300, 8, seed=5)
-    np.testing.assert_array_equal(bench_recommender.synthetic_embeddings(100, 8, seed=5, start=150), whole[150:250])
-    np.testing.assert_allclose(np.linalg.norm(whole, axis=1), 1.0, rtol=1e-5)
-
-
-def test_bench_recommender_runs_small(tmp_path):
-    result = bench_recommender.bench_recommender(n_small=2000, n_large=3000, dim=16, n_queries=10, nlist=8,
-                                         nprobes=(8,), vectors=None, log=lambda _: None,
-                                         synthetic_sets={"tiny": {"n_clusters": 5, "intrinsic_dim": 4}})
-    assert result["exact"]["scan"]["p50_ms"] > 0 and result["exact"]["pruned"]["one_thread_cpu_p50_ms"] >= 0
-    assert result["faiss_ivf"]["tiny"]["sweep"][0]["recall_at_k"] == pytest.approx(1.0)  # all lists probed
-    out = bench_recommender.write_benchmark(result, tmp_path / "bench.json")
-    assert "recommend" in out.read_text()

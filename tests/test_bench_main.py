@@ -1,0 +1,73 @@
+"""``python -m fashion_utils.bench``: sections, the results file and the README switch."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fashion_utils.bench import __main__ as cli
+from fashion_utils.bench import scale
+
+
+def test_main_runs_the_sections_asked_for_and_writes_json(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake(**kwargs):
+        calls.append(kwargs)
+        return {"value": 1}
+
+    monkeypatch.setitem(cli.SECTIONS, "fake", fake)
+    monkeypatch.setitem(cli.SECTIONS, "extraction", fake)
+    out = tmp_path / "benchmarks.json"
+    assert cli.main(["fake", "extraction", "--sizes", "32", "64", "--out", str(out),
+                     "--no-readme"]) == 0
+    assert calls == [{}, {"sizes": (32, 64)}]  # --sizes goes to the extraction section only
+    data = json.loads(out.read_text())
+    assert data["fake"] == {"value": 1} and data["extraction"] == {"value": 1}
+    assert set(data["machine"]) == {"cpus", "platform", "python", "date"}
+    assert f"written to {out}" in capsys.readouterr().out
+
+
+def test_scale_options_go_to_the_scale_section(tmp_path, monkeypatch):
+    calls = {}
+
+    def fake(**kwargs):
+        calls.update(kwargs)
+        return {}
+
+    monkeypatch.setitem(cli.SECTIONS, "scale", fake)
+    out = tmp_path / "benchmarks.json"
+    cli.main(["scale", "--n", "8", "--subset", "0", "--no-small", "--queries", "2", "--pool-size",
+              "2", "--full-size", "64", "80", "--random-weights", "--root", str(tmp_path),
+              "--out", str(out), "--no-readme"])
+    assert calls == {"n": 8, "subset": None, "measure_full": True, "small_image_size": None,
+                     "n_queries": 2, "pool_size": 2, "full_image_size": (64, 80),
+                     "root": tmp_path, "weights": None}
+    cli.main(["scale", "--out", str(out), "--no-readme"])  # the defaults are bench_scale's
+    defaults = {k: v.default for k, v in inspect.signature(scale.bench_scale).parameters.items()}
+    assert calls == {k: defaults[k] for k in calls}
+
+
+def test_an_unknown_section_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.setitem(cli.SECTIONS, "fake", lambda **_: pytest.fail("ran a section"))
+    out = tmp_path / "benchmarks.json"
+    with pytest.raises(SystemExit) as err:
+        cli.main(["fake", "nonsense", "--out", str(out)])
+    assert err.value.code == 2 and not out.exists()
+
+
+def test_sections_and_readme_tables_are_the_known_ones():
+    assert list(cli.SECTIONS) == ["extraction", "scale", "recommender"]
+    assert set(cli.MARKDOWN) == {"extraction", "scale"}
+
+
+def test_the_module_runs_from_the_command_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fashion_utils.bench", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0
+    for option in ("extraction", "--sizes", "--out", "--no-readme", "--subset-only", "--no-small"):
+        assert option in done.stdout

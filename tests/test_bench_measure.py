@@ -1,0 +1,114 @@
+"""The benchmarks' measuring helper: fresh processes, peak RSS, CPU time, results files."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from fashion_utils.bench import measure
+
+MIB = 2**20
+
+
+def _light() -> dict:
+    """A child that allocates nothing on purpose."""
+    return {"light": True}
+
+
+def _allocate(*, mib: int) -> dict:
+    """A child that touches ``mib`` MiB (``np.ones`` writes every page), then frees it."""
+    block = np.ones(mib * MIB, dtype=np.uint8)
+    total = int(block[::4096].sum())
+    del block
+    return {"touched_pages": total}
+
+
+def _fail() -> dict:
+    raise KeyError("no such thing")
+
+
+def test_peak_rss_of_a_child_counts_its_own_allocation():
+    """A child that allocates 200 MiB reports a peak at least 200 MiB above a light child's,
+    and a light child does not inherit its parent's peak (the ``ru_maxrss`` trap)."""
+    parent_ballast = np.ones(300 * MIB, dtype=np.uint8)  # the parent's peak is now >= 300 MiB
+    light = measure.run_isolated(_light)
+    heavy = measure.run_isolated(_allocate, mib=200)
+    parent_peak = measure.peak_rss_mib()
+    del parent_ballast
+    assert light["light"] is True and heavy["touched_pages"] == 200 * MIB // 4096
+    assert heavy["peak_rss_mib"] - light["peak_rss_mib"] >= 200
+    assert light["peak_rss_mib"] < parent_peak - 250  # its own address space, not the parent's
+
+
+def test_peak_and_current_rss_in_this_process():
+    before = measure.rss_mib()
+    block = np.ones(64 * MIB, dtype=np.uint8)
+    during = measure.rss_mib()
+    assert during - before >= 60
+    assert measure.peak_rss_mib() >= during - 0.1  # the peak is at least the current size
+    assert measure.peak_rss_mib() == round(measure.peak_rss_mib(), 1)
+    del block
+
+
+def test_run_isolated_reports_the_child_error():
+    with pytest.raises(RuntimeError, match="_fail.*KeyError.*no such thing"):
+        measure.run_isolated(_fail)
+
+
+def test_cpu_seconds_counts_work_not_sleep():
+    start = measure.cpu_seconds()
+    time.sleep(0.3)
+    slept = measure.cpu_seconds() - start
+    start = measure.cpu_seconds()
+    x = np.random.default_rng(0).standard_normal(200_000)
+    while measure.cpu_seconds() - start < 0.2:
+        x = np.sort(x)
+    assert slept < 0.15
+    assert measure.cpu_seconds() - start >= 0.2
+
+
+def test_load_average_and_machine_info():
+    loads = measure.load_averages()
+    assert len(loads) == 3 and all(v >= 0 and v == round(v, 2) for v in loads)
+    assert measure.load_average() >= 0
+    info = measure.machine_info()
+    assert set(info) == {"cpus", "platform", "python", "date"} and info["cpus"] >= 1
+    json.dumps(info)
+
+
+def test_write_results_merges_sections_atomically(tmp_path):
+    path = tmp_path / "reports" / "benchmarks.json"
+    measure.write_results("one", {"a": 1}, path=path)
+    measure.write_results("two", {"b": [1, 2]}, path=path)
+    data = json.loads(path.read_text())
+    assert data["one"] == {"a": 1} and data["two"] == {"b": [1, 2]}
+    assert set(data["machine"]) == {"cpus", "platform", "python", "date"}
+    measure.write_results("one", {"a": 3}, path=path, machine=False)
+    assert json.loads(path.read_text())["one"] == {"a": 3}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["benchmarks.json"]  # no temp left
+    assert path.read_text().endswith("}\n")
+    with pytest.raises(ValueError,
+                       match="section must be a non-empty string. Received: section=''"):
+        measure.write_results("", {}, path=path)
+
+
+def test_default_results_file_is_the_repository_report():
+    assert measure.benchmarks_path().parts[-2:] == ("reports", "benchmarks.json")
+
+
+def test_update_readme_replaces_only_the_section_between_its_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    start, end = measure.readme_markers("scale")
+    assert (start, end) == ("<!-- bench:scale:start -->", "<!-- bench:scale:end -->")
+    other = "<!-- bench:extraction:start -->\nkeep me\n<!-- bench:extraction:end -->"
+    readme.write_text(f"# Title\n\n{other}\n\n{start}\nold table\n{end}\n\nTail – ünïcode\n")
+    measure.update_readme("| new | table |", readme=readme, section="scale")
+    text = readme.read_text(encoding="utf-8")
+    assert f"{start}\n| new | table |\n{end}" in text and "old table" not in text
+    assert other in text and text.startswith("# Title") and text.endswith("Tail – ünïcode\n")
+    with pytest.raises(ValueError, match="README lacks the markers <!-- bench:recommender:start"):
+        measure.update_readme("x", readme=readme, section="recommender")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
