@@ -9,40 +9,17 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from fashion_utils import features, models
 from fashion_utils.atomic import save_npy_atomic
 from fashion_utils.checks import columns_present
+from fashion_utils.similarity import SimilarityIndex, l2_normalize
 from fashion_utils.image_files import read_image_rgb
 
 
 # --------------------------------------------------------------------------- embeddings
-
-
-def l2_normalize(vectors: Any) -> np.ndarray:
-    """Rows scaled to unit length (float32); all-zero rows stay zero.
-
-    Args:
-        vectors: a ``(N, D)`` or ``(D,)`` array of finite numbers.
-
-    Returns:
-        A new float32 array of the same shape.
-
-    Raises:
-        ValueError: non-finite values, or an array that is not 1-D or 2-D.
-    """
-    x = np.array(vectors, dtype=np.float32, copy=True)
-    if x.ndim not in (1, 2):
-        raise ValueError(f"vectors must be 1-D or 2-D. Received: shape={x.shape}")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad)[0])[:5].tolist() if x.ndim == 2 else []
-        raise ValueError(f"vectors hold {int(bad.sum())} non-finite value(s) (rows {rows}...)")
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    np.divide(x, norms, out=x, where=norms > 0)
-    return x
 
 
 def _dense_layers(model: Any, prefix: tuple = ()) -> list[tuple[tuple, Any]]:
@@ -289,3 +266,22 @@ def embed_image_files(paths: Sequence[str | os.PathLike], *, model: Any, image_s
     vectors = features.predict_image_files(model, paths, image_size=image_size,
                                            batch_size=batch_size)
     return l2_normalize(vectors)
+
+
+def query_image(index: SimilarityIndex, path: str | os.PathLike, *, model: Any, image_size: int,
+                k: int = 5, filters: Mapping[str, Any] | None = None,
+                as_frame: bool = True) -> pd.DataFrame | list[tuple[str, float]]:
+    """Neighbours in ``index`` of a new photo (not in the catalog), embedded on the fly.
+
+    Args:
+        index: the similarity index of the catalog.
+        path: an image file.
+        model: the model that made the index's vectors (same source, same layer).
+        image_size: the input size used for the catalog.
+        k, filters, as_frame: as in ``SimilarityIndex.query`` (filters take values, not "same").
+    """
+    vector = embed_image_files([path], model=model, image_size=image_size)[0]
+    if vector.shape != (index.dim,):
+        raise ValueError(f"the model gives {vector.shape[0]}-d vectors but the index holds "
+                         f"{index.dim}-d ones: use the model that built the index")
+    return index.query(vector, k, filters=filters, as_frame=as_frame)

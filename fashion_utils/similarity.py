@@ -15,14 +15,12 @@
 from __future__ import annotations
 import contextlib
 import math
-import os
 import time
 from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from fashion_utils.checks import positive_int
 from fashion_utils.config import SEED
-from fashion_utils.embeddings import embed_image_files, l2_normalize
 
 
 BACKENDS = ("exact", "faiss")
@@ -37,6 +35,30 @@ _BOUND_TOLERANCE = 1e-4  # slack on the pruning bound, far above float32 roundin
 
 
 _CONTROLLER: list[Any] = []
+
+
+def l2_normalize(vectors: Any) -> np.ndarray:
+    """Rows scaled to unit length (float32); all-zero rows stay zero.
+
+    Args:
+        vectors: a ``(N, D)`` or ``(D,)`` array of finite numbers.
+
+    Returns:
+        A new float32 array of the same shape.
+
+    Raises:
+        ValueError: non-finite values, or an array that is not 1-D or 2-D.
+    """
+    x = np.array(vectors, dtype=np.float32, copy=True)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"vectors must be 1-D or 2-D. Received: shape={x.shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])[:5].tolist() if x.ndim == 2 else []
+        raise ValueError(f"vectors hold {int(bad.sum())} non-finite value(s) (rows {rows}...)")
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    np.divide(x, norms, out=x, where=norms > 0)
+    return x
 
 
 def _one_blas_thread() -> Any:
@@ -462,7 +484,7 @@ class SimilarityIndex:
         if isinstance(query, (str, int, np.integer)) and not isinstance(query, bool):
             pos = self._pos.get_indexer([str(query)])[0]
             if pos < 0:
-                raise KeyError(f"id {query!r} is not in the index (a new image? use query_image)")
+                raise KeyError(f"id {query!r} is not in the index (a new image? use embeddings.query_image)")
             return self._x[pos], int(pos)
         vec = np.asarray(query, dtype=np.float32)
         if vec.shape != (self.dim,):
@@ -494,23 +516,6 @@ class SimilarityIndex:
         if not out_p:
             return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
         return np.vstack(out_p), np.vstack(out_s)
-
-    def query_image(self, path: str | os.PathLike, *, model: Any, image_size: int, k: int = 5,
-                    filters: Mapping[str, Any] | None = None,
-                    as_frame: bool = True) -> pd.DataFrame | list[tuple[str, float]]:
-        """Neighbours of a new photo (not in the catalog), embedded on the fly.
-
-        Args:
-            path: an image file.
-            model: the model that made the index's vectors (same source, same layer).
-            image_size: the input size used for the catalog.
-            k, filters, as_frame: as in :meth:`query` (filters take values, not "same").
-        """
-        vector = embed_image_files([path], model=model, image_size=image_size)[0]
-        if vector.shape != (self.dim,):
-            raise ValueError(f"the model gives {vector.shape[0]}-d vectors but the index holds "
-                             f"{self.dim}-d ones: use the model that built the index")
-        return self.query(vector, k, filters=filters, as_frame=as_frame)
 
     def recall_against(self, reference: "SimilarityIndex", query_ids: Sequence[Any], *,
                        k: int = 5) -> float:

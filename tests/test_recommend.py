@@ -47,7 +47,7 @@ def random_index_data():
 
 def test_l2_normalize_gives_unit_rows_and_keeps_zero_rows():
     x = np.array([[3.0, 4.0], [0.0, 0.0], [-1.0, 0.0]])
-    out = embeddings.l2_normalize(x)
+    out = similarity.l2_normalize(x)
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0], [-1.0, 0.0]])
     assert out.dtype == np.float32
     assert x[0, 0] == 3.0  # the input is not modified
@@ -55,7 +55,7 @@ def test_l2_normalize_gives_unit_rows_and_keeps_zero_rows():
 
 def test_l2_normalize_rejects_non_finite_values():
     with pytest.raises(ValueError, match="non-finite"):
-        embeddings.l2_normalize([[1.0, np.nan]])
+        similarity.l2_normalize([[1.0, np.nan]])
 
 
 def test_histogram_vector_of_a_black_image_by_hand():
@@ -123,7 +123,7 @@ def test_pruned_search_is_exact_on_low_rank_data():
     """Where the bound prunes (most energy in a few directions), results stay exact."""
     rng = np.random.default_rng(1)
     z = rng.standard_normal((4000, 6)) @ rng.standard_normal((6, 300))
-    x = embeddings.l2_normalize(z + 0.05 * rng.standard_normal(z.shape))
+    x = similarity.l2_normalize(z + 0.05 * rng.standard_normal(z.shape))
     ids = np.arange(len(x))
     pruned = SimilarityIndex(ids, x, prune=True, prune_dims=16)
     for q in rng.choice(len(x), 25, replace=False):
@@ -270,7 +270,7 @@ def test_query_image_embeds_a_new_photo_on_the_fly(image_catalog, tiny_model, tm
     photo = tmp_path / "new_photo.jpg"  # a product not in the catalog: a re-encoded, shifted copy of i5
     img = np.asarray(Image.open(image_catalog.loc[5, "image_path"]).convert("RGB"))
     Image.fromarray(np.roll(img, 1, axis=1)).save(photo, quality=95)
-    result = index.query_image(photo, model=tiny_model, image_size=16, k=3)
+    result = embeddings.query_image(index, photo, model=tiny_model, image_size=16, k=3)
     assert result.iloc[0]["id"] == "i5" and result.iloc[0]["score"] > 0.99
     assert len(result) == 3  # nothing excluded: the photo is not an indexed item
 
@@ -279,11 +279,11 @@ def test_query_image_errors(image_catalog, tiny_model, tmp_path):
     vectors = embeddings.embed_image_files(image_catalog["image_path"], model=tiny_model, image_size=16)
     index = SimilarityIndex(image_catalog["id"], vectors)
     with pytest.raises(FileNotFoundError, match="nothere.png"):
-        index.query_image(tmp_path / "nothere.png", model=tiny_model, image_size=16)
+        embeddings.query_image(index, tmp_path / "nothere.png", model=tiny_model, image_size=16)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     with pytest.raises(ValueError, match="cannot decode"):
-        index.query_image(bad, model=tiny_model, image_size=16)
+        embeddings.query_image(index, bad, model=tiny_model, image_size=16)
 
 
 def test_embedding_model_takes_the_penultimate_dense_layer(tmp_path, image_catalog):

@@ -20,7 +20,7 @@ from fashion_utils import checks, config
 from fashion_utils.bench.measure import (cpu_seconds, load_averages, peak_rss_mib, rss_mib,
                                          write_results)
 from fashion_utils.config import SEED
-from fashion_utils.embeddings import l2_normalize
+from fashion_utils.similarity import l2_normalize
 from fashion_utils.features import find_feature_caches, open_feature_cache
 from fashion_utils.similarity import SimilarityIndex, _topk_rows, faiss_index_bytes, recall_at_k
 

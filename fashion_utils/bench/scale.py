@@ -23,7 +23,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from fashion_utils import checks, config
 from fashion_utils.bench.measure import run_isolated

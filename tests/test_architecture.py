@@ -1,0 +1,117 @@
+"""The package's layout holds: one-way imports by layer, one room per job, no private KerasTuner.
+
+The layers are those of docs/ARCHITECTURE.md; a module imports only modules of lower layers
+(or, inside ``bench``, its own lower modules). The checks read the source with ``ast``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "fashion_utils"
+
+#: docs/ARCHITECTURE.md's rooms, bottom to top.
+LAYERS: list[set[str]] = [
+    {"config", "atomic", "checks"},
+    {"image_files", "fashion_mnist", "lite0"},
+    {"data", "backbones"},
+    {"features", "splits"},
+    {"sampling", "models", "evaluation", "similarity"},
+    {"tuning", "finetune", "multioutput", "embeddings", "search_data", "retrieval", "eda"},
+    {"distributed"},
+    {"plots"},
+    {"widgets", "notebook", "runner"},
+    {"bench"},
+]
+LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
+DRAWING = {"plots", "widgets"}  # the only rooms that may import matplotlib or seaborn
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts == ("__init__",):
+            continue
+        out[".".join(p for p in parts if p != "__init__")] = path
+    return out
+
+
+def _internal_imports(tree: ast.AST, module: str) -> list[tuple[str, ast.stmt]]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "fashion_utils":
+                found += [(a.name, node) for a in node.names]
+            elif node.module.startswith("fashion_utils."):
+                found.append((node.module.removeprefix("fashion_utils."), node))
+            elif node.level:  # relative import inside a sub-package
+                base = module.rsplit(".", 1)[0] if "." in module else module
+                found.append((f"{base}.{node.module}", node))
+        elif isinstance(node, ast.Import):
+            found += [(a.name.removeprefix("fashion_utils."), node) for a in node.names
+                      if a.name.startswith("fashion_utils.")]
+    return found
+
+
+MODULES = _modules()
+TREES = {name: ast.parse(path.read_text(encoding="utf-8")) for name, path in MODULES.items()}
+
+
+def test_every_module_has_a_room():
+    rooms = {name.split(".")[0] for name in MODULES}
+    assert rooms <= set(LAYER), f"modules without a layer: {sorted(rooms - set(LAYER))}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_point_down_only(module):
+    room = module.split(".")[0]
+    for target, node in _internal_imports(TREES[module], module):
+        target_room = target.split(".")[0]
+        if target_room == room:
+            continue  # inside the bench sub-package: checked for cycles below
+        assert LAYER[target_room] < LAYER[room], (
+            f"{module} (layer {LAYER[room]}) imports {target} (layer {LAYER[target_room]}) "
+            f"at line {node.lineno}")
+
+
+def test_no_import_cycle():
+    graph = {m: {t for t, _ in _internal_imports(TREES[m], m)} & set(MODULES) for m in MODULES}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph[node]:
+            assert state.get(nxt) != 1, f"import cycle: {' -> '.join(trail + [node, nxt])}"
+            if nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [])
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_package_imports_sit_at_the_top_of_the_module(module):
+    top = {id(n) for n in TREES[module].body}
+    late = [node.lineno for _, node in _internal_imports(TREES[module], module)
+            if id(node) not in top]
+    assert not late, f"{module} imports the package inside functions at lines {late}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_one_room_one_job_size_and_rules(module):
+    text = MODULES[module].read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 600, f"{module} has {len(text.splitlines())} lines"
+    assert "keras_tuner.src" not in text and "import grpc" not in text
+    if module != "atomic":
+        assert not re.search(r"\bos\.(replace|rename)\(|\.rename\(tmp|\.replace\(out\)", text), (
+            f"{module} renames files itself: use fashion_utils.atomic")
+    if module.split(".")[0] not in DRAWING:
+        assert not re.search(r"^\s*(import|from) (matplotlib|seaborn)", text, re.M), (
+            f"{module} draws: figures belong to plots")
