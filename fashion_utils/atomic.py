@@ -75,9 +75,38 @@ def temporary_dir_for(path: str | os.PathLike, *, tag: str = "tmp") -> Path:
     return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary siblings of ``path`` (:func:`temporary_dir_for`) whose process is
+    gone: what a killed writer left behind. Returns what was deleted."""
+    path = Path(path)
+    removed = []
+    for tag in ("tmp", "old"):
+        for tmp in path.parent.glob(f".{path.name}.{tag}-*") if path.parent.is_dir() else []:
+            try:
+                pid = int(tmp.name.rsplit("-", 1)[1])
+            except ValueError:
+                continue
+            if pid != os.getpid() and not _alive(pid):
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp)
+    return removed
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder to fill; on success it becomes ``path``.
+
+    Temporary folders of earlier writers that died are removed first.
 
     Args:
         path: the final folder.
@@ -86,6 +115,7 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = temporary_dir_for(path)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -30,6 +30,18 @@ def positive_int(name: str, value: Any, *, minimum: int = 1, allow_none: bool = 
     return int(value)
 
 
+def positive_int_values(*, minimum: int = 1, **values: Any) -> tuple[int, ...]:
+    """:func:`positive_int` of each keyword argument, returned in the order given."""
+    return tuple(positive_int(name, value, minimum=minimum) for name, value in values.items())
+
+
+def one_of(name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``allowed``; else ``ValueError`` listing them."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}. Received: {name}={value!r}")
+    return value
+
+
 def positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
     """``value`` as a ``float`` if it is a finite number > 0 (>= 0 with ``allow_zero``)."""
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \

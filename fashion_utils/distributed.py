@@ -53,7 +53,7 @@ import pandas as pd
 
 from fashion_utils import config
 from fashion_utils.atomic import write_json_atomic, write_text_atomic
-from fashion_utils.checks import positive_int
+from fashion_utils.checks import one_of, positive_int
 from fashion_utils.search_data import (load_search_data, read_search_data, save_search_data,
                                        synthetic_search_data)
 from fashion_utils.tuning import (OBJECTIVE, TUNER_KINDS, make_hypermodel, make_tuner,
@@ -328,8 +328,7 @@ def launch_distributed(*, workers: int, data_file: str | os.PathLike,
         A :class:`DistributedSearch`; call its ``wait()``.
     """
     workers = positive_int("workers", workers)
-    if kind not in TUNER_KINDS:
-        raise ValueError(f"kind must be one of {list(TUNER_KINDS)}. Received: kind={kind!r}")
+    one_of("kind", kind, TUNER_KINDS)
     numbers = {"max_trials": max_trials, "max_epochs": max_epochs, "epochs": epochs,
                "patience": patience}
     numbers = {name: positive_int(name, value) for name, value in numbers.items()}

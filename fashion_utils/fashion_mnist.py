@@ -26,7 +26,6 @@ import csv
 import gzip
 import json
 import os
-import shutil
 import struct
 import time
 from pathlib import Path
@@ -170,21 +169,6 @@ def written_by_prepare(folder: Path) -> bool:
         return False
 
 
-def _remove_stale_temp_dirs(out_dir: Path) -> None:
-    """Remove ``.<name>.tmp-<pid>`` folders left by preparations whose process is gone."""
-    for tmp in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
-        try:
-            pid = int(tmp.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)
-            alive = pid != os.getpid()
-        except (ValueError, ProcessLookupError):
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _write_fashion_mnist(folder: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]], source: str) -> int:
     images_dir = folder / "images"
     images_dir.mkdir(parents=True)
@@ -240,8 +224,6 @@ def prepare_fashion_mnist(out_dir: PathLike, *, source_dir: PathLike | None = No
         if len(labels) and (labels.min() < 0 or labels.max() >= len(FASHION_MNIST_LABELS)):
             raise ValueError(f"Fashion-MNIST {split} labels must be in 0..9. "
                              f"Received: labels in {labels.min()}..{labels.max()}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_dirs(out)
     try:
         with atomic_dir(out, replace=True) as tmp:  # a partial folder of ours is replaced
             _write_fashion_mnist(tmp, arrays, source)

@@ -29,7 +29,7 @@ import keras
 
 from fashion_utils import config
 from fashion_utils.backbones import load_backbone
-from fashion_utils.checks import positive_float, positive_int
+from fashion_utils.checks import one_of, positive_float, positive_int
 from fashion_utils.features import decode_image_tensor, predict_image_files
 from fashion_utils.models import (build_classifier_head, build_end_to_end_model, compile_classifier,
                                   save_end_to_end_model)
@@ -281,8 +281,7 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
     patience = positive_int("patience", patience)
     if max_seconds is not None:
         max_seconds = positive_float("max_seconds", max_seconds)
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {list(SCHEDULES)}. Received: schedule={schedule!r}")
+    one_of("schedule", schedule, SCHEDULES)
     if head.output_shape[-1] != len(class_names):
         raise ValueError(f"The head has {head.output_shape[-1]} outputs but {len(class_names)} class "
                          f"names were given. Received: class_names={list(class_names)!r}")

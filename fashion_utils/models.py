@@ -21,7 +21,7 @@ import pandas as pd
 
 from fashion_utils import config
 from fashion_utils.atomic import atomic_path
-from fashion_utils.checks import positive_float, positive_int, positive_ints, rate
+from fashion_utils.checks import one_of, positive_float, positive_int, positive_ints, rate
 from fashion_utils import features
 from fashion_utils.features import predict_image_files
 
@@ -119,8 +119,7 @@ def compile_classifier(model: keras.Model, *, learning_rate: float = config.ORIG
     """Compile for integer labels: ``optimizer`` at ``learning_rate`` (Adam, as in the original;
     SGD with momentum 0.9; RMSprop), sparse cross-entropy, accuracy."""
     learning_rate = positive_float("learning_rate", learning_rate)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}. Received: optimizer={optimizer!r}")
+    one_of("optimizer", optimizer, OPTIMIZERS)
     make = {"adam": lambda: keras.optimizers.Adam(learning_rate),
             "sgd": lambda: keras.optimizers.SGD(learning_rate, momentum=0.9),
             "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate)}[optimizer]

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
 import pandas as pd
 
-from fashion_utils import config, plots
+from fashion_utils import checks, config, plots
 
 #: The product hierarchy, finest level first (the Kaggle catalog and the prepared Fashion-MNIST).
 HIERARCHY: tuple[str, ...] = ("articleType", "subCategory", "masterCategory")
@@ -230,10 +230,7 @@ def setup(notebook: str, namespace: MutableMapping[str, Any], *,
             choices, or an invalid seed; each message echoes the value received.
     """
     started = clock()
-    if notebook not in NOTEBOOKS:
-        raise ValueError(f"Unknown notebook; known: {sorted(NOTEBOOKS)}. "
-                         f"Received: notebook={notebook!r}")
-    spec = NOTEBOOKS[notebook]
+    spec = NOTEBOOKS[checks.one_of("notebook", notebook, sorted(NOTEBOOKS))]
     quick = check_quick(namespace.get("QUICK", False))
     filled = []
     for key, default in spec.defaults.items():
@@ -241,9 +238,7 @@ def setup(notebook: str, namespace: MutableMapping[str, Any], *,
             namespace[key] = default.value(quick=quick)
             filled.append(key)
     for key, allowed in spec.choices.items():
-        if namespace.get(key) not in allowed:
-            raise ValueError(f"{key} must be one of {allowed}. "
-                             f"Received: {key}={namespace.get(key)!r}")
+        checks.one_of(key, namespace.get(key), allowed)
     seed = config.set_seed(namespace.get("SEED", config.SEED))
     paths = config.get_paths(namespace.get("DATA_DIR"), quick=quick)
     plots.set_style()

@@ -19,7 +19,7 @@ import time
 from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
-from fashion_utils.checks import positive_int
+from fashion_utils.checks import one_of, positive_int
 from fashion_utils.config import SEED
 
 
@@ -137,11 +137,8 @@ class SimilarityIndex:
                  nprobe: int = 16, hnsw_m: int = 32, ef_construction: int = 80,
                  ef_search: int = 128, exact_below: int = 50_000, seed: int = SEED) -> None:
         start = time.perf_counter()
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}. Received: backend={backend!r}")
-        if faiss_index not in FAISS_KINDS:
-            raise ValueError(f"faiss_index must be one of {FAISS_KINDS}. Received: "
-                             f"faiss_index={faiss_index!r}")
+        one_of("backend", backend, BACKENDS)
+        one_of("faiss_index", faiss_index, FAISS_KINDS)
         if prune not in (True, False, "auto"):
             raise ValueError(f"prune must be True, False or 'auto'. Received: prune={prune!r}")
         self.ids = np.asarray([str(i) for i in ids])

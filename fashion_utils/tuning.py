@@ -33,7 +33,7 @@ import keras_tuner as kt
 from fashion_utils import models
 from fashion_utils.atomic import write_json_atomic
 from fashion_utils import config
-from fashion_utils.checks import positive_int
+from fashion_utils.checks import one_of, positive_int
 
 UNITS_CHOICES: tuple[int, ...] = (16, 20, 32, 40, 50, 64, 128, 256, 512)
 LEARNING_RATES: tuple[float, ...] = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
@@ -89,8 +89,7 @@ class HeadHyperModel(kt.HyperModel):
         super().__init__(name=f"head_{space}", tunable=True)
         self.input_dim = positive_int("input_dim", input_dim)
         self.num_classes = positive_int("num_classes", num_classes, minimum=2)
-        if space not in SPACES:
-            raise ValueError(f"space must be one of {list(SPACES)}. Received: space={space!r}")
+        one_of("space", space, SPACES)
         self.space = space
         self.seed = positive_int("seed", seed, minimum=0)
         self.epochs_trained = 0
@@ -259,8 +258,7 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, directory: str | os.Path
     Returns:
         The tuner.
     """
-    if kind not in TUNER_KINDS:
-        raise ValueError(f"kind must be one of {list(TUNER_KINDS)}. Received: kind={kind!r}")
+    one_of("kind", kind, TUNER_KINDS)
     if not project_name or "/" in str(project_name):
         raise ValueError(f"project_name must be a plain folder name. Received: "
                          f"project_name={project_name!r}")

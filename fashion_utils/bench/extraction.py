@@ -18,7 +18,7 @@ import pandas as pd
 
 from fashion_utils import checks, config
 from fashion_utils.backbones import load_backbone
-from fashion_utils.bench.measure import run_isolated
+from fashion_utils.bench.measure import markdown_table, run_isolated
 from fashion_utils.data import load_catalog
 from fashion_utils.fashion_mnist import prepare_fashion_mnist
 from fashion_utils.features import extract_embeddings
@@ -159,20 +159,15 @@ def bench_extraction(*, sizes: Sequence[int] = (32, 64, 96, 224),
 
 def extraction_markdown(result: dict) -> str:
     """The README table for the extraction section."""
-    lines = ["| image size | streamed from disk (img/s) | model only (img/s) | streamed / model "
-             "| naive loop (img/s) | streamed / naive |",
-             "|---|---|---|---|---|---|"]
-    for size, r in result["per_size"].items():
-        lines.append(f"| {size} px | {r['streamed_images_per_s']:,.0f} "
-                     f"| {r['model_only_images_per_s']:,.0f} | {r['streamed_over_model_only']:.2f} "
-                     f"| {r['naive_images_per_s']:,.0f} | {r['streamed_over_naive']:.0f}x |")
+    per_size = markdown_table(
+        ["image size", "streamed from disk (img/s)", "model only (img/s)", "streamed / model",
+         "naive loop (img/s)", "streamed / naive"],
+        ([f"{size} px", f"{r['streamed_images_per_s']:,.0f}", f"{r['model_only_images_per_s']:,.0f}",
+          f"{r['streamed_over_model_only']:.2f}", f"{r['naive_images_per_s']:,.0f}",
+          f"{r['streamed_over_naive']:.0f}x"] for size, r in result["per_size"].items()))
     full = result["catalog_at_default_size"]
-    lines.append("")
-    lines.append(f"Whole catalog at {full['image_size']} px:")
-    lines.append("")
-    lines.append("| images | cold extraction (s) | cached rerun (s) | peak RSS (MiB) |")
-    lines.append("|---|---|---|---|")
-    for n, r in full["runs"].items():
-        lines.append(f"| {int(n):,} | {r['seconds']:.0f} | {r['cached_rerun_seconds']:.2f} "
-                     f"| {r['peak_rss_mib']:,.0f} |")
-    return "\n".join(lines)
+    whole = markdown_table(
+        ["images", "cold extraction (s)", "cached rerun (s)", "peak RSS (MiB)"],
+        ([f"{int(n):,}", f"{r['seconds']:.0f}", f"{r['cached_rerun_seconds']:.2f}",
+          f"{r['peak_rss_mib']:,.0f}"] for n, r in full["runs"].items()))
+    return "\n".join([*per_size, "", f"Whole catalog at {full['image_size']} px:", "", *whole])

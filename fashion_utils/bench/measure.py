@@ -19,7 +19,7 @@ import platform
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from fashion_utils import config
 from fashion_utils.atomic import write_json_atomic, write_text_atomic
@@ -197,3 +197,9 @@ def update_readme(markdown: str, *, readme: str | os.PathLike | None = None,
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     return write_text_atomic(readme, f"{head}{start}\n{markdown}\n{end}{tail}")
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table: the header, the rule, one line per row."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows)]

@@ -291,11 +291,8 @@ def bench_recommender(*, n_small: int = 70_000, n_large: int = 1_000_000, dim: i
         with wall-clock latencies (p50/p90 ms), the one-thread CPU time per query (robust to
         other processes' load), recall@k, index memory and build times.
     """
-    n_small = checks.positive_int("n_small", n_small, minimum=0)
-    n_large = checks.positive_int("n_large", n_large, minimum=0)
-    dim = checks.positive_int("dim", dim)
-    n_queries = checks.positive_int("n_queries", n_queries)
-    k = checks.positive_int("k", k)
+    n_small, n_large = checks.positive_int_values(n_small=n_small, n_large=n_large, minimum=0)
+    dim, n_queries, k = checks.positive_int_values(dim=dim, n_queries=n_queries, k=k)
     result: dict[str, Any] = {"k": k, "n_queries": n_queries, "cpus": os.cpu_count(),
                               "loadavg_at_start": load_averages()}
     if isinstance(vectors, str):

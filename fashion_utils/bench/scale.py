@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fashion_utils import checks, config
-from fashion_utils.bench.measure import run_isolated
+from fashion_utils.bench.measure import markdown_table, run_isolated
 from fashion_utils.bench.recommender import measure_index
 from fashion_utils.bench.stages import measure_decode, measure_extraction, measure_loading
 from fashion_utils.bench.synthetic import (FULL_SIZE, SMALL_SIZE, bench_dir, catalog_info,
@@ -125,9 +125,8 @@ def bench_scale(*, n: int = 44_000, subset: int | None = 10_000, measure_full: b
     if subset is None and not measure_full:
         raise ValueError("Nothing to measure: subset=None and measure_full=False")
     image_size = checks.positive_int("image_size", image_size, minimum=8)
-    batch_size = checks.positive_int("batch_size", batch_size)
-    pool_size = checks.positive_int("pool_size", pool_size)
-    n_queries = checks.positive_int("n_queries", n_queries)
+    batch_size, pool_size, n_queries = checks.positive_int_values(
+        batch_size=batch_size, pool_size=pool_size, n_queries=n_queries)
     root = Path(root) if root is not None else bench_dir()
     full_wh = check_wh("full_image_size", full_image_size)
     variants: list[tuple[str, tuple[int, int], list[int]]] = [
@@ -219,7 +218,7 @@ def _summarise(result: dict, *, full_tag: str) -> dict:
     return summary
 
 
-def _stage_row(tag: str, size: str, stage: str, r: dict, names: dict[str, str]) -> str:
+def _stage_row(tag: str, size: str, stage: str, r: dict, names: dict[str, str]) -> list[str]:
     """One row of the scale table."""
     seconds = r["build_seconds"] if stage == "index" else r["seconds"]
     extra = ""
@@ -231,8 +230,7 @@ def _stage_row(tag: str, size: str, stage: str, r: dict, names: dict[str, str]) 
     rss = "–" if _rss(r) is None else f"{_rss(r):,.0f}"
     cpu = "–" if r.get("cpu_seconds") is None else f"{r['cpu_seconds']:,.1f}"
     load = "–" if r.get("load_average") is None else f"{r['load_average']:.1f}"
-    return (f"| {tag} | {int(size):,} | {names[stage]} | {seconds:,.1f}{extra} | {cpu} "
-            f"| {load} | {rss} |")
+    return [tag, f"{int(size):,}", names[stage], f"{seconds:,.1f}{extra}", cpu, load, rss]
 
 
 def _summary_lines(result: dict) -> list[str]:
@@ -271,12 +269,11 @@ def scale_markdown(result: dict) -> str:
              "load_cached": "load + image check (cached)",
              "extract": f"features @ {result['image_size']} px (cold cache)",
              "index": "index build"}
-    lines = ["| catalog | products | stage | wall time (s) | CPU time (s) | load avg "
-             "| peak RSS (MiB) |",
-             "|---|---|---|---|---|---|---|"]
-    for tag, sizes in result["runs"].items():
-        for size, stages in sizes.items():
-            lines.extend(_stage_row(tag, size, stage, r, names) for stage, r in stages.items())
+    lines = markdown_table(
+        ["catalog", "products", "stage", "wall time (s)", "CPU time (s)", "load avg",
+         "peak RSS (MiB)"],
+        (_stage_row(tag, size, stage, r, names) for tag, sizes in result["runs"].items()
+         for size, stages in sizes.items() for stage, r in stages.items()))
     lines.append("")
     lines.extend(_summary_lines(result))
     lines.append(f"_{result['note']} Peak RSS: each stage's own process (VmHWM)._")

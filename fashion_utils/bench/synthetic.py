@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from fashion_utils import checks, config
-from fashion_utils.atomic import atomic_dir, temporary_dir_for, write_json_atomic
+from fashion_utils.atomic import atomic_dir, write_json_atomic
 
 __all__ = [
     "FULL_SIZE",
@@ -179,30 +178,6 @@ def _pool_attributes(pool_size: int, seed: int) -> list[tuple[str, str, str, str
 # --------------------------------------------------------------------------- folders made once
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - someone else's live process
-        return True
-    return True
-
-
-def _remove_stale_temps(folder: Path) -> None:
-    """Delete the temporary siblings (:func:`~fashion_utils.atomic.temporary_dir_for`) left
-    by builders that died."""
-    for tag in ("tmp", "old"):
-        prefix = temporary_dir_for(folder, tag=tag).name.rsplit("-", 1)[0]
-        for tmp in folder.parent.glob(f"{prefix}-*"):
-            try:
-                pid = int(tmp.name.rsplit("-", 1)[1])
-            except ValueError:
-                continue
-            if not _alive(pid):
-                shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _read_marker(folder: Path) -> dict | None:
     try:
         return json.loads((folder / MARKER).read_text())
@@ -227,8 +202,6 @@ def _build_atomically(folder: Path, params: dict,
     if folder.exists() and any(folder.iterdir()):
         raise ValueError(f"{folder} exists and was not made by this generator (no {MARKER}); "
                          f"refusing to overwrite it. Received: out_dir={os.fspath(folder)!r}")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(folder)
     try:
         with atomic_dir(folder) as tmp:  # an empty folder left behind is replaced
             start = time.perf_counter()
