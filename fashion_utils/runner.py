@@ -88,7 +88,7 @@ def strip_outputs(path: Path) -> bool:
     nb.get("metadata", {}).pop("papermill", None)
     new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     if new != text:
-        Path(path).write_text(new)
+        write_text_atomic(path, new)
         return True
     return False
 
