@@ -107,6 +107,14 @@ _TINY_TYPES = [
 ]
 
 
+def noisy_labels(n: int = 300, error_rate: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """3-class labels and predictions that are wrong (at random) about ``error_rate`` of the time."""
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 3, n)
+    y_pred = np.where(rng.random(n) < error_rate, rng.integers(0, 3, n), y_true)
+    return y_true, y_pred
+
+
 def build_kaggle_dir(root: Path, *, n_per_type: int = 4, image_size: int = 32) -> Path:
     """A clean Kaggle-layout catalog: ``n_per_type`` products for each of 6 article types.
 

@@ -8,14 +8,10 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score
 
 from fashion_utils import config, evaluation
 
+from conftest import noisy_labels  # noqa: E402
+
 NAMES = ["Apparel", "Footwear", "Accessories"]
-
-
-def _labels(n=300, error_rate=0.1, seed=0):
-    rng = np.random.default_rng(seed)
-    y_true = rng.integers(0, 3, n)
-    y_pred = np.where(rng.random(n) < error_rate, rng.integers(0, 3, n), y_true)
-    return y_true, y_pred
+_labels = noisy_labels
 
 
 def test_classification_table_has_the_original_layout():

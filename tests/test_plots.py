@@ -14,14 +14,10 @@ from PIL import Image  # noqa: E402
 
 from fashion_utils import config, plots  # noqa: E402
 
+from conftest import noisy_labels  # noqa: E402
+
 NAMES = ["Apparel", "Footwear", "Accessories"]
-
-
-def _labels(n=300, error_rate=0.1, seed=0):
-    rng = np.random.default_rng(seed)
-    y_true = rng.integers(0, 3, n)
-    y_pred = np.where(rng.random(n) < error_rate, rng.integers(0, 3, n), y_true)
-    return y_true, y_pred
+_labels = noisy_labels
 
 
 @pytest.mark.parametrize("normalize", [False, True])
