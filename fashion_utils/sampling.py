@@ -2,9 +2,10 @@
 
 The order of the steps is what keeps the evaluation honest:
 
-1. :func:`drop_rare_classes` — classes with fewer than ``min_per_class`` items (and rows with no
-   label) leave the study, and the drop is *reported*;
-2. ``splits.make_splits`` on what is left — every item gets its side (train / val / test) once;
+1. ``splits.catalog_splits`` — every item of the catalog gets its side (train / val / test)
+   once, the same for every target;
+2. :func:`drop_rare_classes` — classes with fewer than ``min_per_class`` items (and rows with no
+   label) leave this target's study, and the drop is *reported*;
 3. :func:`cap_per_class` — at most ``cap`` items per class, drawn within each class so that the
    class keeps its train / val / test proportions;
 4. :func:`augment_training_side` — training-side classes with fewer than ``augment_to`` images

@@ -6,29 +6,33 @@ split afterwards, letting copies of one product land on both sides).
 
 - If the catalog has a ``split`` column (Fashion-MNIST's official 10,000-image test set), its
   ``"test"`` rows are the test side and ``test_size`` is not used.
-- Otherwise ``test_size`` (default 20%, as in the original study) is drawn, stratified by the
-  target.
+- Otherwise ``test_size`` (default 20%, as in the original study) is drawn, stratified.
 - Validation always comes out of the training side (default 10% of it), stratified too.
 
-Files (in ``paths.processed``): ``splits.csv`` for the default target
-(``config.DEFAULT_TARGET``), ``splits_<target>.csv`` for any other target (a stratified split
-depends on the target). Columns: ``id`` (string), ``split`` (``train``/``val``/``test``).
+One split per catalog, for every target (:func:`catalog_splits`): it is stratified on the
+finest label that has enough items (``stratify=["articleType", "subCategory",
+"masterCategory"]``: an article type with fewer than ``min_per_stratum`` items is folded into
+its sub-category, and so on; what is still too rare shares one stratum), so a test item of one
+target is never a training or validation item of another — notebooks 03–06 and every target
+read the same file. File: ``paths.processed / "splits.csv"``, columns ``id`` (string) and
+``split`` (``train``/``val``/``test``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from fashion_utils.atomic import write_csv_atomic
+from fashion_utils.checks import columns_present, positive_int
 from fashion_utils import config
 from fashion_utils.config import Paths
 
-__all__ = ["SPLIT_NAMES", "attach_splits", "check_disjoint", "load_splits", "make_splits", "save_splits",
-           "split_counts", "splits_path"]
+__all__ = ["SPLIT_NAMES", "attach_splits", "catalog_splits", "check_disjoint", "load_splits",
+           "make_splits", "save_splits", "split_counts", "splits_path", "strata"]
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 OFFICIAL_SPLIT_COLUMN = "split"
@@ -68,19 +72,56 @@ def _stratified_pick(ids: pd.Series, labels: pd.Series, *, fraction: float, seed
     return mask
 
 
-def make_splits(catalog: pd.DataFrame, *, target: str, seed: int = config.SEED,
+#: A stratum needs this many items to keep its own (about 2 test and 1 validation item).
+MIN_PER_STRATUM = 10
+
+
+def strata(catalog: pd.DataFrame, columns: Sequence[str], *,
+           min_per_stratum: int = MIN_PER_STRATUM) -> pd.Series:
+    """The stratum of each row: its finest label (``columns``, finest first) whose class has at
+    least ``min_per_stratum`` items; rows with none share the stratum ``"(rare)"`` (folded into
+    the largest stratum when even that is a single row).
+
+    Raises:
+        ValueError: no columns, or a column the catalog lacks.
+    """
+    columns = list(columns)
+    if not columns:
+        raise ValueError("strata needs at least one label column. Received: columns=[]")
+    columns_present(catalog, columns, "catalog")
+    min_per_stratum = positive_int("min_per_stratum", min_per_stratum, minimum=2)
+    key = pd.Series(pd.NA, index=catalog.index, dtype=object)
+    for column in columns:
+        values = catalog[column].astype("string")
+        counts = values.value_counts()
+        big = values.map(counts).fillna(0).to_numpy() >= min_per_stratum
+        fill = key.isna().to_numpy() & big
+        key[fill] = column + "=" + values[fill].astype(str)
+    rare = key.isna()
+    key[rare] = "(rare)"
+    if rare.sum() == 1 and len(key) > 1:
+        key[rare] = key[~rare].value_counts().index[0]
+    return key.astype(str)
+
+
+def make_splits(catalog: pd.DataFrame, *, target: str | None = None,
+                stratify: Sequence[str] | None = None, seed: int = config.SEED,
                 test_size: float = 0.2, val_size: float = 0.1,
-                use_official_split: bool = True) -> pd.DataFrame:
-    """Assign every catalog row to ``train``, ``val`` or ``test``, stratified by ``target``.
+                use_official_split: bool = True,
+                min_per_stratum: int = MIN_PER_STRATUM) -> pd.DataFrame:
+    """Assign every catalog row to ``train``, ``val`` or ``test``, stratified.
 
     Args:
-        catalog: a table with ``id`` and ``target`` columns (and optionally ``split``).
-        target: the label column to stratify by.
+        catalog: a table with ``id`` and the label columns (and optionally ``split``).
+        target: stratify by this one column (every row labelled, every class >= 2 items).
+        stratify: or by these label columns, finest first, rare classes folded
+            (:func:`strata`): the one split of a catalog for every target.
         seed: random seed; the result depends only on the seed and the (id, label) pairs,
             not on the row order.
         test_size: fraction drawn as the test side when there is no official split.
         val_size: fraction of the training side drawn as validation (0 for none).
         use_official_split: take the test side from the ``split`` column when there is one.
+        min_per_stratum: with ``stratify``, the smallest class that keeps its own stratum.
 
     Returns:
         A table ``[id, split]`` in the catalog's row order.
@@ -90,7 +131,10 @@ def make_splits(catalog: pd.DataFrame, *, target: str, seed: int = config.SEED,
             official ``split`` column with values other than ``train``/``test``, or a
             class too small to stratify.
     """
-    for column in ("id", target):
+    if (target is None) == (stratify is None):
+        raise ValueError(f"Pass exactly one of target= and stratify=. Received: target={target!r}, "
+                         f"stratify={stratify!r}")
+    for column in ("id", target) if target is not None else ("id",):
         if column not in catalog.columns:
             raise ValueError(f"catalog lacks column {column!r}. Received columns: "
                              f"{list(catalog.columns)}")
@@ -100,14 +144,16 @@ def make_splits(catalog: pd.DataFrame, *, target: str, seed: int = config.SEED,
     if ids.duplicated().any():
         raise ValueError(f"ids must be unique. Received duplicates such as "
                          f"{ids[ids.duplicated()].unique()[:5].tolist()}")
-    if catalog[target].isna().any():
+    if target is not None and catalog[target].isna().any():
         raise ValueError(f"{int(catalog[target].isna().sum())} row(s) have no {target!r} label: "
                          f"drop them first (sampling.drop_rare_classes does).")
+    stratum = (catalog[target].astype(str) if target is not None
+               else strata(catalog, stratify, min_per_stratum=min_per_stratum))
 
     # Sort by id so that the split does not depend on the order the rows were read in.
     order = np.argsort(ids.to_numpy(), kind="stable")
     ids_sorted = ids.iloc[order].reset_index(drop=True)
-    labels = catalog[target].astype(str).iloc[order].reset_index(drop=True)
+    labels = stratum.iloc[order].reset_index(drop=True)
     split = np.full(len(ids_sorted), "train", dtype=object)
 
     if use_official_split and OFFICIAL_SPLIT_COLUMN in catalog.columns:
@@ -171,37 +217,59 @@ def check_disjoint(splits: pd.DataFrame) -> None:
         raise ValueError(f"Ids listed more than once in the splits, e.g. {dupes}")
 
 
-def splits_path(paths: Paths, *, target: str = config.DEFAULT_TARGET) -> Path:
-    """``splits.csv`` for the default target, ``splits_<target>.csv`` for any other."""
-    suffix = "" if target == config.DEFAULT_TARGET else f"_{target}"
-    return paths.processed / f"splits{suffix}.csv"
+def splits_path(paths: Paths) -> Path:
+    """The catalog's one ``splits.csv`` (every target reads it)."""
+    return paths.processed / "splits.csv"
 
 
-def save_splits(splits: pd.DataFrame, paths: Paths, *, target: str = config.DEFAULT_TARGET) -> Path:
+def save_splits(splits: pd.DataFrame, paths: Paths) -> Path:
     """Write the splits (``id, split``) atomically; returns the file."""
     check_disjoint(splits)
-    return write_csv_atomic(splits[["id", "split"]], splits_path(paths, target=target))
+    return write_csv_atomic(splits[["id", "split"]], splits_path(paths))
 
 
-def read_table_of_02(path: Path, *, what: str, target: str, **read_csv: Any) -> pd.DataFrame:
+def catalog_splits(catalog: pd.DataFrame, paths: Paths, *, stratify: Sequence[str],
+                   seed: int = config.SEED, test_size: float = 0.2, val_size: float = 0.1,
+                   min_per_stratum: int = MIN_PER_STRATUM) -> tuple[pd.DataFrame, str]:
+    """The catalog's one split: the saved ``splits.csv`` when it covers exactly the catalog's
+    ids (so a second target, or a rerun, never moves an item to another side), else drawn
+    with :func:`make_splits` (``stratify``) and saved.
+
+    Returns:
+        ``(splits, how)``: the table and ``"reused <file>"`` or ``"drawn, saved to <file>"``.
+    """
+    path = splits_path(paths)
+    ids = set(catalog["id"].astype(str))
+    if path.exists():
+        saved = load_splits(paths)
+        if set(saved["id"]) == ids:
+            return saved, f"reused {path}"
+    table = make_splits(catalog, stratify=stratify, seed=seed, test_size=test_size,
+                        val_size=val_size, min_per_stratum=min_per_stratum)
+    return table, f"drawn, saved to {save_splits(table, paths)}"
+
+
+def read_table_of_02(path: Path, *, what: str, target: str | None = None,
+                     **read_csv: Any) -> pd.DataFrame:
     """Read a CSV that notebook 02 writes (``pandas.read_csv`` options in ``read_csv``).
 
     Raises:
         FileNotFoundError: naming the file and the notebook to run, when it is missing.
     """
     if not path.exists():
-        raise FileNotFoundError(f"No {what} at {path}: run notebook 02_sampling_augmentation "
-                                f"with TARGET={target!r} first.")
+        with_target = f" with TARGET={target!r}" if target is not None else ""
+        raise FileNotFoundError(f"No {what} at {path}: run notebook 02_sampling_augmentation"
+                                f"{with_target} first.")
     return pd.read_csv(path, **read_csv)
 
 
-def load_splits(paths: Paths, *, target: str = config.DEFAULT_TARGET) -> pd.DataFrame:
-    """Read the splits that notebook 02 saved (ids as strings).
+def load_splits(paths: Paths) -> pd.DataFrame:
+    """Read the split that notebook 02 saved (ids as strings).
 
     Raises:
-        FileNotFoundError: notebook 02 has not run for this data set / target yet.
+        FileNotFoundError: notebook 02 has not run for this data set yet.
     """
-    splits = read_table_of_02(splits_path(paths, target=target), what="splits", target=target,
+    splits = read_table_of_02(splits_path(paths), what="splits",
                               dtype={"id": str, "split": str}, keep_default_na=False)
     check_disjoint(splits)
     return splits

@@ -110,16 +110,15 @@ def test_bad_catalogs_are_rejected():
         splits.make_splits(unlabelled, target="masterCategory", seed=0)
 
 
-def test_save_and_load_round_trip_with_target_in_the_name(paths):
+def test_save_and_load_round_trip_one_file_per_catalog(paths):
+    with pytest.raises(FileNotFoundError, match="run notebook 02_sampling_augmentation first"):
+        splits.load_splits(paths)
     result = splits.make_splits(_catalog(), target="masterCategory", seed=0)
-    default = splits.save_splits(result, paths)
-    other = splits.save_splits(result, paths, target="articleType")
-    assert default.name == "splits.csv" and other.name == "splits_articleType.csv"
+    saved = splits.save_splits(result, paths)
+    assert saved.name == "splits.csv" and saved == splits.splits_path(paths)
     loaded = splits.load_splits(paths)
     pd.testing.assert_frame_equal(loaded, result[["id", "split"]])
     assert not list(paths.processed.glob(".*tmp*"))
-    with pytest.raises(FileNotFoundError, match="TARGET='subCategory'"):
-        splits.load_splits(paths, target="subCategory")
 
 
 def test_check_disjoint_rejects_duplicates_and_unknown_sides():
@@ -146,3 +145,67 @@ def test_attach_splits_replaces_the_official_column():
     assert (attached.loc[cat["split"] == "test", "split"] == "test").all()
     with pytest.raises(ValueError, match="have no split"):
         splits.attach_splits(cat, result.iloc[1:])
+
+
+def _hierarchy_catalog(seed=0):
+    """A Kaggle-like catalog without a split column: 3 masters, 7 article types (2 rare)."""
+    rows = [("Tshirts", "Topwear", "Apparel", 60), ("Shirts", "Topwear", "Apparel", 40),
+            ("Jeans", "Bottomwear", "Apparel", 25), ("Kurtis", "Topwear", "Apparel", 4),
+            ("Watches", "Watches", "Accessories", 30), ("Belts", "Belts", "Accessories", 3),
+            ("Shoes", "Shoes", "Footwear", 35)]
+    records = [{"articleType": a, "subCategory": s, "masterCategory": m}
+               for a, s, m, n in rows for _ in range(n)]
+    cat = pd.DataFrame(records).sample(frac=1, random_state=seed).reset_index(drop=True)
+    return cat.assign(id=[f"p{i}" for i in range(len(cat))])
+
+
+HIERARCHY = ["articleType", "subCategory", "masterCategory"]
+
+
+def test_strata_fold_rare_article_types_into_coarser_labels():
+    cat = _hierarchy_catalog()
+    key = splits.strata(cat, HIERARCHY, min_per_stratum=10)
+    assert set(key[cat["articleType"] == "Tshirts"]) == {"articleType=Tshirts"}
+    assert set(key[cat["articleType"] == "Kurtis"]) == {"subCategory=Topwear"}  # 4 < 10
+    assert set(key[cat["articleType"] == "Belts"]) == {"masterCategory=Accessories"}
+    tiny = pd.DataFrame({"id": ["a", "b", "c"], "label": ["x", "x", "y"]})
+    assert splits.strata(tiny, ["label"], min_per_stratum=2).tolist() == ["label=x"] * 3
+    with pytest.raises(ValueError, match="lacks column"):
+        splits.strata(cat, ["usage"])
+    with pytest.raises(ValueError, match="exactly one of target= and stratify="):
+        splits.make_splits(cat, target="masterCategory", stratify=HIERARCHY)
+
+
+def test_one_split_serves_every_target_without_leaks(paths):
+    """No test item of the shared split is a training or validation item of any target's study
+    sample, and notebook 05's queries (the test side) are unseen by every target's model."""
+    from fashion_utils import retrieval, sampling
+
+    cat = _hierarchy_catalog()
+    table, how = splits.catalog_splits(cat, paths, stratify=HIERARCHY, seed=3)
+    assert how.startswith("drawn") and splits.splits_path(paths).is_file()
+    test_ids = set(table.loc[table["split"] == "test", "id"])
+    for target in HIERARCHY:
+        kept, _ = sampling.drop_rare_classes(cat, target=target, min_per_class=5)
+        sample = splits.attach_splits(kept, table)
+        fitted = set(sample.loc[sample["split"].isin(["train", "val"]), "id"])
+        assert not fitted & test_ids, target
+        assert (sample.groupby(target)["split"].nunique() >= 2).all()  # stratified per class
+    queries, source = retrieval.query_ids_for_evaluation(cat, splits_path=splits.splits_path(paths))
+    assert set(queries) == test_ids and "splits.csv" in source
+    again, how = splits.catalog_splits(cat.iloc[::-1], paths, stratify=HIERARCHY, seed=99)
+    assert how.startswith("reused")  # a second target or a rerun never moves an item
+    pd.testing.assert_frame_equal(again.sort_values("id").reset_index(drop=True),
+                                  table.sort_values("id").reset_index(drop=True))
+    grown = pd.concat([cat, cat.iloc[:1].assign(id="new")])
+    _, how = splits.catalog_splits(grown, paths, stratify=HIERARCHY, seed=3)
+    assert how.startswith("drawn")  # another catalog: drawn afresh
+
+
+def test_stratified_split_keeps_each_stratum_on_every_side():
+    cat = _hierarchy_catalog(seed=1)
+    table = cat.merge(splits.make_splits(cat, stratify=HIERARCHY, seed=0), on="id")
+    big = table[table["articleType"].isin(["Tshirts", "Shirts", "Watches", "Shoes", "Jeans"])]
+    assert (big.groupby("articleType")["split"].nunique() == 3).all()
+    share = (table["split"] == "test").mean()
+    assert 0.17 < share < 0.23
