@@ -538,26 +538,39 @@ def multi_seed(hypermodel: HeadHyperModel, hp: kt.HyperParameters, x_fit: np.nda
             "macro_f1_mean": float(np.mean(macro_f1)), "macro_f1_std": float(np.std(macro_f1, ddof=1))}
 
 
-def compare_to_baseline(seed_study: Mapping[str, Mapping[str, Any]], *, baseline: str) -> dict:
-    """Does the best tuned configuration beat the baseline beyond seed noise?
+def compare_to_baseline(seed_study: Mapping[str, Mapping[str, Any]], *, baseline: str,
+                        candidate: str) -> dict:
+    """Does ``candidate`` (chosen beforehand, on validation) beat the baseline beyond seed noise?
 
     Args:
-        seed_study: ``{name: multi_seed(...) result}``, the baseline among them.
+        seed_study: ``{name: multi_seed(...) result}``, the baseline and the candidate among them.
         baseline: the baseline's name.
+        candidate: the configuration to compare, chosen without looking at ``seed_study`` (the
+            study only measures the noise; it must not pick the winner).
 
     Returns:
-        ``{"best": name, "difference": mean accuracy of best - baseline, "noise": two standard
-        errors of that difference, "outcome": "helped" | "hurt" | "did not help"}``.
+        ``{"best": candidate, "difference": its mean accuracy - the baseline's, "noise": two
+        standard errors of that difference, "outcome": "helped" | "hurt" | "did not help"}``.
     """
-    if baseline not in seed_study or len(seed_study) < 2:
-        raise ValueError(f"seed_study needs the baseline and one other configuration. "
-                         f"Received: {sorted(seed_study)}, baseline={baseline!r}")
-    base = seed_study[baseline]
-    best = max((k for k in seed_study if k != baseline),
-               key=lambda k: seed_study[k]["accuracy_mean"])
-    tuned = seed_study[best]
+    missing = [name for name in (baseline, candidate) if name not in seed_study]
+    if missing or baseline == candidate:
+        raise ValueError(f"seed_study needs the baseline and another candidate. Received: "
+                         f"{sorted(seed_study)}, baseline={baseline!r}, candidate={candidate!r}")
+    base, tuned, best = seed_study[baseline], seed_study[candidate], candidate
     diff = tuned["accuracy_mean"] - base["accuracy_mean"]
     noise = 2 * math.sqrt(base["accuracy_std"] ** 2 / len(base["accuracy"])
                           + tuned["accuracy_std"] ** 2 / len(tuned["accuracy"]))
     outcome = ("helped" if diff > 0 else "hurt") if abs(diff) > noise else "did not help"
     return {"best": best, "difference": float(diff), "noise": float(noise), "outcome": outcome}
+
+
+def coinciding_searches(best_values: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """For each search, the other searches that found the same best hyperparameters (compared
+    on the values that are active, :func:`active_values`): rows a table must not present as
+    independent results.
+    """
+    active = {name: active_values(values) for name, values in best_values.items()}
+    return {name: [other for other, v in active.items()
+                   if other != name and v.keys() == mine.keys()
+                   and all(_same(v[k], mine[k]) for k in mine)]
+            for name, mine in active.items()}

@@ -66,3 +66,19 @@ def test_quick_mode_keeps_passed_parameters_and_fills_the_rest(quick_run):
     multi = json.loads((metrics_dir / "06_multi_output.json").read_text())
     assert multi["recipe"]["epochs"] == PASSED["EPOCHS"]
     assert multi["image_size"] == config.QUICK_IMAGE_SIZE
+
+
+def test_the_test_side_is_read_once_per_reported_model(quick_run):
+    """04 decides on validation: the seed study runs there, the compared candidate is the search
+    chosen on validation, and the test side is scored once per model in its table."""
+    root, _ = quick_run
+    tuning = json.loads((root / "reports" / "quick" / "metrics" / "04_tuning.json").read_text())
+    reads = tuning["test_reads"]
+    assert reads["count"] == len(reads["models"]) == len(tuning["test"])
+    assert set(reads["models"]) == set(tuning["test"])
+    assert tuning["seed_study_on"] == "validation"
+    assert tuning["best_search"] in tuning["verdict"]
+    seeds = list(tuning["tuner_seeds"].values())
+    assert len(set(seeds)) == len(seeds)  # independent searches
+    split = root / "data" / "processed" / "fashion-mnist-quick" / "splits.csv"
+    assert split.is_file() and not list(split.parent.glob("splits_*.csv"))  # one split

@@ -343,12 +343,23 @@ def test_compare_to_baseline_tells_a_difference_from_seed_noise(tuned_runs, outc
         return {"accuracy": runs, "accuracy_mean": float(np.mean(runs)),
                 "accuracy_std": float(np.std(runs, ddof=1))}
 
-    seed_study = {"baseline": study([0.85, 0.852, 0.848]), "worse": study([0.5, 0.5, 0.5]),
+    seed_study = {"baseline": study([0.85, 0.852, 0.848]), "lucky": study([0.99, 0.99, 0.99]),
                   "tuned": study(tuned_runs)}
-    verdict = tuning.compare_to_baseline(seed_study, baseline="baseline")
-    assert verdict["best"] == "tuned" and verdict["outcome"] == outcome
+    verdict = tuning.compare_to_baseline(seed_study, baseline="baseline", candidate="tuned")
+    assert verdict["best"] == "tuned" and verdict["outcome"] == outcome  # never the "lucky" one
     assert verdict["difference"] == pytest.approx(np.mean(tuned_runs) - 0.85)
     expected = 2 * np.sqrt((np.var([0.85, 0.852, 0.848], ddof=1) + np.var(tuned_runs, ddof=1)) / 3)
     assert verdict["noise"] == pytest.approx(expected)
     with pytest.raises(ValueError, match="baseline='nope'"):
-        tuning.compare_to_baseline(seed_study, baseline="nope")
+        tuning.compare_to_baseline(seed_study, baseline="nope", candidate="tuned")
+    with pytest.raises(ValueError, match="candidate='baseline'"):
+        tuning.compare_to_baseline(seed_study, baseline="baseline", candidate="baseline")
+
+
+def test_coinciding_searches_are_named():
+    found = {"random": {"dense_layers": 1, "units_0": 64, "units_1": 20, "learning_rate": 1e-3},
+             "hyperband": {"dense_layers": 1, "units_0": 64, "learning_rate": 0.001,
+                           "tuner/epochs": 4},
+             "bayesian": {"dense_layers": 2, "units_0": 64, "units_1": 20, "learning_rate": 1e-3}}
+    same = tuning.coinciding_searches(found)
+    assert same == {"random": ["hyperband"], "hyperband": ["random"], "bayesian": []}
