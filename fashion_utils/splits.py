@@ -78,9 +78,10 @@ MIN_PER_STRATUM = 10
 
 def strata(catalog: pd.DataFrame, columns: Sequence[str], *,
            min_per_stratum: int = MIN_PER_STRATUM) -> pd.Series:
-    """The stratum of each row: its finest label (``columns``, finest first) whose class has at
-    least ``min_per_stratum`` items; rows with none share the stratum ``"(rare)"`` (folded into
-    the largest stratum when even that is a single row).
+    """The stratum of each row: its finest label (``columns``, finest first) whose class still
+    has at least ``min_per_stratum`` items among the rows no finer label has taken; rows with
+    none share the stratum ``"(rare)"`` (folded into the largest stratum when even that is a
+    single row). Every stratum but ``"(rare)"`` therefore holds ``min_per_stratum`` items.
 
     Raises:
         ValueError: no columns, or a column the catalog lacks.
@@ -91,11 +92,11 @@ def strata(catalog: pd.DataFrame, columns: Sequence[str], *,
     columns_present(catalog, columns, "catalog")
     min_per_stratum = positive_int("min_per_stratum", min_per_stratum, minimum=2)
     key = pd.Series(pd.NA, index=catalog.index, dtype=object)
-    for column in columns:
+    for column in columns:  # counted among the rows no finer label has taken
         values = catalog[column].astype("string")
-        counts = values.value_counts()
-        big = values.map(counts).fillna(0).to_numpy() >= min_per_stratum
-        fill = key.isna().to_numpy() & big
+        open_rows = key.isna().to_numpy()
+        counts = values[open_rows].value_counts()
+        fill = open_rows & (values.map(counts).fillna(0).to_numpy() >= min_per_stratum)
         key[fill] = column + "=" + values[fill].astype(str)
     rare = key.isna()
     key[rare] = "(rare)"
@@ -167,7 +168,11 @@ def make_splits(catalog: pd.DataFrame, *, target: str | None = None,
         split[_stratified_pick(ids_sorted, labels, fraction=test_size, seed=seed, what="test")] = "test"
 
     train_side = np.flatnonzero(split == "train")
-    val_mask = _stratified_pick(ids_sorted.iloc[train_side], labels.iloc[train_side],
+    train_labels = labels.iloc[train_side]
+    if stratify is not None:  # the strata again, on what the test draw left (rare ones fold)
+        rows = catalog.iloc[order].reset_index(drop=True).iloc[train_side]
+        train_labels = strata(rows, stratify, min_per_stratum=min_per_stratum)
+    val_mask = _stratified_pick(ids_sorted.iloc[train_side], train_labels,
                                 fraction=val_size, seed=seed, what="validation")
     split[train_side[val_mask]] = "val"
 

@@ -148,11 +148,12 @@ def test_attach_splits_replaces_the_official_column():
 
 
 def _hierarchy_catalog(seed=0):
-    """A Kaggle-like catalog without a split column: 3 masters, 7 article types (2 rare)."""
+    """A Kaggle-like catalog without a split column: 3 masters, 10 article types (5 rare)."""
     rows = [("Tshirts", "Topwear", "Apparel", 60), ("Shirts", "Topwear", "Apparel", 40),
             ("Jeans", "Bottomwear", "Apparel", 25), ("Kurtis", "Topwear", "Apparel", 4),
-            ("Watches", "Watches", "Accessories", 30), ("Belts", "Belts", "Accessories", 3),
-            ("Shoes", "Shoes", "Footwear", 35)]
+            ("Tops", "Topwear", "Apparel", 8), ("Watches", "Watches", "Accessories", 30),
+            ("Belts", "Belts", "Accessories", 3), ("Caps", "Headwear", "Accessories", 9),
+            ("Shoes", "Shoes", "Footwear", 35), ("Socks", "Socks", "Footwear", 2)]
     records = [{"articleType": a, "subCategory": s, "masterCategory": m}
                for a, s, m, n in rows for _ in range(n)]
     cat = pd.DataFrame(records).sample(frac=1, random_state=seed).reset_index(drop=True)
@@ -166,8 +167,16 @@ def test_strata_fold_rare_article_types_into_coarser_labels():
     cat = _hierarchy_catalog()
     key = splits.strata(cat, HIERARCHY, min_per_stratum=10)
     assert set(key[cat["articleType"] == "Tshirts"]) == {"articleType=Tshirts"}
-    assert set(key[cat["articleType"] == "Kurtis"]) == {"subCategory=Topwear"}  # 4 < 10
-    assert set(key[cat["articleType"] == "Belts"]) == {"masterCategory=Accessories"}
+    # Kurtis (4) and Tops (8) are too rare alone; together they are Topwear's 12 leftovers.
+    assert set(key[cat["articleType"].isin(["Kurtis", "Tops"])]) == {"subCategory=Topwear"}
+    # Belts (3) and Caps (9) differ in sub-category: they meet as Accessories (12 leftovers).
+    assert set(key[cat["articleType"].isin(["Belts", "Caps"])]) == {"masterCategory=Accessories"}
+    assert set(key[cat["articleType"] == "Socks"]) == {"(rare)"}  # 2 left of Footwear
+    sizes = key.value_counts().drop("(rare)")
+    assert (sizes >= 10).all()  # a coarse stratum counts only the rows finer ones left over
+    leftovers = pd.DataFrame({"a": ["t1"] * 12 + ["t2"] * 3 + ["t3"], "m": ["M"] * 15 + ["N"]})
+    assert splits.strata(leftovers, ["a", "m"], min_per_stratum=10).value_counts().to_dict() == {
+        "a=t1": 12, "(rare)": 4}  # M has 15 rows, but only 3 are left once t1 took its 12
     tiny = pd.DataFrame({"id": ["a", "b", "c"], "label": ["x", "x", "y"]})
     assert splits.strata(tiny, ["label"], min_per_stratum=2).tolist() == ["label=x"] * 3
     with pytest.raises(ValueError, match="lacks column"):
