@@ -211,19 +211,34 @@ def class_balance_chart(catalog: pd.DataFrame, sample: pd.DataFrame, *, target: 
     return fig
 
 
-def retrieval_metrics(scores: pd.DataFrame, *, metrics: Sequence[str]) -> plt.Figure:
-    """One panel per metric: the score of each embedding source for each relevance label.
+def retrieval_metrics(scores: pd.DataFrame, *, metrics: Sequence[str], x: str = "label",
+                      row: str | None = None) -> plt.Figure:
+    """One panel per metric: the score of each embedding source at each relevance level.
 
     Args:
-        scores: long table with columns ``source``, ``label`` and the ``metrics``.
+        scores: long table with columns ``source``, ``x`` and the ``metrics`` (and ``row``).
         metrics: column names, e.g. ``["precision@5", "mAP@10"]``.
+        x: the column along each panel's x axis (the label, or the relevance level).
+        row: a column whose values get one row of panels each, in order of appearance (e.g.
+            the evaluation: whole catalog, held out); ``None``: one row.
     """
-    fig, axes = plt.subplots(1, len(metrics), figsize=(7 * len(metrics), 4), sharey=True,
-                             squeeze=False)
-    for ax, metric in zip(axes.flat, metrics):
-        sns.barplot(scores, x="label", y=metric, hue="source", ax=ax, legend=ax is axes.flat[-1])
-        ax.set(title=metric, ylim=(0, 1.05), xlabel="relevant = same …", ylabel="score")
-    sns.move_legend(axes.flat[-1], "upper left", bbox_to_anchor=(1.01, 1))
+    rows = [None] if row is None else list(dict.fromkeys(scores[row]))
+    width = min(4.5 * len(metrics), 17.0)  # at most ~1,900 px wide when saved
+    fig, axes = plt.subplots(len(rows), len(metrics), figsize=(width, 3.8 * len(rows)),
+                             sharey=True, squeeze=False)
+    for r, value in enumerate(rows):
+        part = scores if value is None else scores[scores[row] == value]
+        for ax, metric in zip(axes[r], metrics):
+            sns.barplot(part, x=x, y=metric, hue="source", ax=ax,
+                        legend=r == 0 and ax is axes[0, -1])
+            title = metric if value is None else f"{value}: {metric}"
+            xlabel = "relevant = same …" if r == len(rows) - 1 else ""
+            ax.set(title=title, ylim=(0, 1.05), xlabel=xlabel, ylabel="score")
+            if scores[x].nunique() > 2:  # long level names side by side
+                plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.01, 1))
+    if len(rows) > 1:
+        fig.subplots_adjust(hspace=0.5)
     return fig
 
 

@@ -1,20 +1,31 @@
-"""Retrieval metrics and the evaluation queries of the recommender.
+"""Retrieval metrics, relevance levels and the evaluations of the recommender.
 
-:func:`precision_at_k` and :func:`mean_average_precision_at_k` take a boolean relevance
-matrix, so they can be checked by hand; :func:`evaluate_neighbours` turns neighbour lists into
-a table of precision@k and mAP@k per label column, and :func:`random_neighbours` gives the
-chance baseline.
+The metrics take a boolean relevance matrix (``(queries, k)``: is the i-th neighbour
+relevant?), so each can be checked by hand: :func:`precision_at_k`,
+:func:`mean_average_precision_at_k`, :func:`mean_reciprocal_rank` (MRR) and :func:`recall_at_k`
+(which also needs the number of relevant items each query has in the gallery).
+
+A **relevance level** is a list of label columns that must all match for a neighbour to count
+as relevant: ``["articleType"]``, or the strict ``["articleType", "baseColour", "usage"]``.
+Levels are data: :func:`usable_levels` keeps those a catalog has the columns for and says which
+it skipped. :func:`evaluate_neighbours` turns neighbour lists into one row per level;
+:func:`evaluate_sources` scores every embedding source and the random baseline on one gallery
+(the whole catalog, or the held-out test side only).
 """
 
 from __future__ import annotations
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 import pandas as pd
-from fashion_utils.checks import positive_int
+from fashion_utils.checks import columns_present, positive_int
 from fashion_utils.config import SEED
 from fashion_utils.similarity import SimilarityIndex
+
+#: Columns a level keeps only where the catalog has them: without ``usage``, the strict level
+#: is article type + colour.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("usage",)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -29,6 +40,18 @@ def _relevance(relevance: Any, k: int | None) -> tuple[np.ndarray, int]:
     if k > rel.shape[1]:
         raise ValueError(f"k={k} exceeds the {rel.shape[1]} neighbours given")
     return rel.astype(bool), k
+
+
+def _n_relevant(n_relevant: Any, n_queries: int) -> np.ndarray:
+    """R per query as floats (a scalar is broadcast); negative counts are an error."""
+    r = np.asarray(n_relevant, dtype=np.float64)
+    if r.ndim > 1 or (r.ndim == 1 and len(r) != n_queries):
+        raise ValueError(f"n_relevant must be a scalar or one count per query ({n_queries}). "
+                         f"Received: shape={r.shape}")
+    r = np.broadcast_to(r, (n_queries,))
+    if n_queries and (r < 0).any():
+        raise ValueError(f"n_relevant must be >= 0. Received: min={r.min()}")
+    return r
 
 
 def precision_at_k(relevance: Any, *, k: int | None = None) -> float:
@@ -65,10 +88,7 @@ def average_precision_at_k(relevance: Any, *, k: int | None = None,
     if n_relevant is None:
         denom = rel.sum(axis=1)
     else:
-        r = np.broadcast_to(np.asarray(n_relevant, dtype=np.float64), (len(rel),))
-        if (r < 0).any():
-            raise ValueError(f"n_relevant must be >= 0. Received: min={r.min()}")
-        denom = np.minimum(k, r)
+        denom = np.minimum(k, _n_relevant(n_relevant, len(rel)))
     return np.divide(total, denom, out=np.zeros(len(rel)), where=denom > 0)
 
 
@@ -79,41 +99,170 @@ def mean_average_precision_at_k(relevance: Any, *, k: int | None = None,
     return float(ap.mean()) if len(ap) else float("nan")
 
 
-def evaluate_neighbours(neighbours: np.ndarray, query_positions: Sequence[int],
-                        labels: pd.DataFrame, *, k: int = 5, map_k: int = 10) -> pd.DataFrame:
-    """precision@k and mAP@map_k per label column (relevant = same label as the query).
+def reciprocal_rank_at_k(relevance: Any, *, k: int | None = None) -> np.ndarray:
+    """``1 / rank`` of each query's first relevant neighbour among the first k; 0 if none.
+
+    >>> reciprocal_rank_at_k([[0, 0, 1], [1, 0, 0], [0, 0, 0]]).tolist()
+    [0.3333333333333333, 1.0, 0.0]
+    """
+    rel, k = _relevance(relevance, k)
+    rel = rel[:, :k]
+    first = rel.argmax(axis=1)  # 0 where nothing is relevant: masked below
+    return np.where(rel.any(axis=1), 1.0 / (first + 1), 0.0)
+
+
+def mean_reciprocal_rank(relevance: Any, *, k: int | None = None) -> float:
+    """MRR@k: the mean over queries of :func:`reciprocal_rank_at_k`."""
+    rr = reciprocal_rank_at_k(relevance, k=k)
+    return float(rr.mean()) if len(rr) else float("nan")
+
+
+def recall_per_query(relevance: Any, *, n_relevant: Any, k: int | None = None) -> np.ndarray:
+    """The fraction of each query's R relevant gallery items found in its first k neighbours.
 
     Args:
-        neighbours: ``(Q, K)`` row positions into ``labels`` (``-1`` = none), ``K >= max(k, map_k)``.
+        relevance: ``(Q, K)`` booleans.
+        n_relevant: R per query (scalar or ``(Q,)``), counted in the gallery without the query.
+        k: cut-off (default K).
+
+    Returns:
+        ``(Q,)`` floats in [0, 1]; NaN where R = 0 (nothing to find).
+
+    Raises:
+        ValueError: a query has more relevant neighbours than its R (R is then wrong).
+    """
+    rel, k = _relevance(relevance, k)
+    r = _n_relevant(n_relevant, len(rel))
+    hits = rel[:, :k].sum(axis=1)
+    if (hits > r).any():
+        bad = int(np.flatnonzero(hits > r)[0])
+        raise ValueError(f"query {bad} has {hits[bad]} relevant neighbours but "
+                         f"n_relevant={r[bad]:g}: R must count every relevant gallery item")
+    return np.divide(hits, r, out=np.full(len(rel), np.nan), where=r > 0)
+
+
+def recall_at_k(relevance: Any, *, n_relevant: Any, k: int | None = None) -> float:
+    """recall@k: the mean of :func:`recall_per_query` over queries with R > 0.
+
+    Not :func:`fashion_utils.similarity.recall_at_k`, which compares an approximate index's
+    neighbours with exact ones; this one asks how much of what is relevant was found. Bounded
+    by ``k / R``: small when a class holds thousands of items.
+    """
+    recall = recall_per_query(relevance, n_relevant=n_relevant, k=k)
+    return float(np.nanmean(recall)) if np.isfinite(recall).any() else float("nan")
+
+
+# --------------------------------------------------------------------------- relevance levels
+
+
+def usable_levels(levels: Mapping[str, Sequence[str]], columns: Collection[str], *,
+                  optional: Collection[str] = OPTIONAL_COLUMNS,
+                  ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The relevance levels a catalog can judge, and those it cannot.
+
+    Args:
+        levels: name → the columns that must all match, e.g.
+            ``{"articleType": ["articleType"], "strict": ["articleType", "baseColour", "usage"]}``.
+        columns: the catalog's columns.
+        optional: columns dropped from a level (instead of skipping it) where the catalog
+            lacks them.
+
+    Returns:
+        ``(kept, skipped)``: kept name → the columns used; skipped name → the missing columns.
+
+    >>> usable_levels({"type": ["articleType"], "strict": ["articleType", "baseColour"]},
+    ...               ["id", "articleType"])
+    ({'type': ['articleType']}, {'strict': ['baseColour']})
+    """
+    if not levels:
+        raise ValueError(f"levels must name at least one level. Received: levels={levels!r}")
+    kept, skipped = {}, {}
+    for name, wanted in levels.items():
+        if isinstance(wanted, str) or not wanted:
+            raise ValueError(f"a relevance level is a non-empty list of columns. "
+                             f"Received: {name!r}: {wanted!r}")
+        used = [c for c in wanted if c in columns]
+        missing = [c for c in wanted if c not in columns and c not in optional]
+        if missing or not used:
+            skipped[name] = missing or list(wanted)
+        else:
+            kept[name] = used
+    return kept, skipped
+
+
+def _level_codes(labels: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """One integer per row for its combination of ``columns``; -1 where any value is missing."""
+    codes = np.column_stack([pd.factorize(labels[c], use_na_sentinel=True)[0] for c in columns])
+    valid = (codes >= 0).all(axis=1)
+    out = np.full(len(labels), -1, dtype=np.int64)
+    if valid.any():
+        out[valid] = np.unique(codes[valid], axis=0, return_inverse=True)[1].ravel()
+    return out
+
+
+def metric_names(*, k: int = 5, map_k: int = 10, mrr_k: int = 10,
+                 recall_k: int = 10) -> list[str]:
+    """The metric columns of :func:`evaluate_neighbours`, in order."""
+    return [f"precision@{k}", f"mAP@{map_k}", f"MRR@{mrr_k}", f"recall@{recall_k}"]
+
+
+# --------------------------------------------------------------------------- evaluations
+
+
+def evaluate_neighbours(neighbours: np.ndarray, query_positions: Sequence[int],
+                        labels: pd.DataFrame, *, levels: Mapping[str, Sequence[str]] | None = None,
+                        k: int = 5, map_k: int = 10, mrr_k: int = 10,
+                        recall_k: int = 10) -> pd.DataFrame:
+    """precision@k, mAP@map_k, MRR@mrr_k and recall@recall_k per relevance level.
+
+    A neighbour is relevant when it matches the query on every column of the level. A query
+    is judged at a level when it has every value of the level and at least one relevant item
+    in the gallery (a query with nothing to find scores 0 with any embedding); the others are
+    counted in ``n_skipped``.
+
+    Args:
+        neighbours: ``(Q, K)`` row positions into ``labels`` (``-1`` = none),
+            ``K >= max(k, map_k, mrr_k, recall_k)``.
         query_positions: ``(Q,)`` row positions of the queries in ``labels`` (the gallery holds
             the queries; each was excluded from its own neighbours).
         labels: the gallery's label columns, one row per indexed item, in index order.
-        k: precision cut-off.
-        map_k: mAP cut-off.
+        levels: name → columns that must all match; default each column its own level.
+        k, map_k, mrr_k, recall_k: the cut-offs.
 
     Returns:
-        One row per label column: ``precision@k``, ``mAP@map_k``, ``chance`` (the mean share
-        of the query's class in the gallery, what random neighbours score) and ``n_queries``.
+        One row per level (index ``level``): ``columns``, the four metrics, ``chance`` (the mean
+        share of relevant items in the gallery: what random neighbours score on precision),
+        ``n_queries`` (judged) and ``n_skipped``.
     """
     nb = np.asarray(neighbours)
     qpos = np.asarray(query_positions, dtype=np.int64)
+    kmax = max(k, map_k, mrr_k, recall_k)
     if nb.ndim != 2 or len(nb) != len(qpos):
-        raise ValueError(f"neighbours must be (Q, K) with Q = {len(qpos)}. Received: shape={nb.shape}")
-    if nb.shape[1] < max(k, map_k):
-        raise ValueError(f"need at least {max(k, map_k)} neighbours per query. Received: {nb.shape[1]}")
+        raise ValueError(f"neighbours must be (Q, K) with Q = {len(qpos)}. "
+                         f"Received: shape={nb.shape}")
+    if nb.shape[1] < kmax:
+        raise ValueError(f"need at least {kmax} neighbours per query. Received: {nb.shape[1]}")
+    levels = {c: [c] for c in labels.columns} if levels is None else levels
+    columns_present(labels, sorted({c for cols in levels.values() for c in cols}), "labels")
+    names = metric_names(k=k, map_k=map_k, mrr_k=mrr_k, recall_k=recall_k)
     rows = []
-    for column in labels.columns:
-        codes, _ = pd.factorize(labels[column], use_na_sentinel=True)
+    for name, columns in levels.items():
+        codes = _level_codes(labels, columns)
         counts = np.bincount(codes[codes >= 0], minlength=codes.max() + 1)
         qcode = codes[qpos]
-        ncode = np.where(nb >= 0, codes[np.clip(nb, 0, None)], -1)
-        rel = (ncode == qcode[:, None]) & (qcode[:, None] >= 0)
         n_rel = np.where(qcode >= 0, counts[np.clip(qcode, 0, None)] - 1, 0)
-        rows.append({"label": column, f"precision@{k}": precision_at_k(rel, k=k),
-                     f"mAP@{map_k}": mean_average_precision_at_k(rel, k=map_k, n_relevant=n_rel),
-                     "chance": float(np.mean(n_rel / max(len(codes) - 1, 1))),
-                     "n_queries": len(qpos)})
-    return pd.DataFrame(rows).set_index("label")
+        judged = n_rel > 0
+        ncode = np.where(nb >= 0, codes[np.clip(nb, 0, None)], -1)
+        rel = ((ncode == qcode[:, None]) & (qcode[:, None] >= 0))[judged]
+        r = n_rel[judged]
+        scores = [precision_at_k(rel, k=k),
+                  mean_average_precision_at_k(rel, k=map_k, n_relevant=r),
+                  mean_reciprocal_rank(rel, k=mrr_k), recall_at_k(rel, n_relevant=r, k=recall_k)]
+        chance = float(np.mean(r / max(len(codes) - 1, 1))) if len(r) else float("nan")
+        rows.append({"level": name, "columns": "+".join(columns), **dict(zip(names, scores)),
+                     "chance": chance, "n_queries": int(judged.sum()),
+                     "n_skipped": int((~judged).sum())})
+    return pd.DataFrame(rows).set_index("level")
 
 
 def random_neighbours(n_items: int, query_positions: Sequence[int], k: int, *,
@@ -132,18 +281,109 @@ def random_neighbours(n_items: int, query_positions: Sequence[int], k: int, *,
 
 
 def evaluate_index(index: SimilarityIndex, query_ids: Sequence[Any], *,
-                   label_columns: Sequence[str], k: int = 5, map_k: int = 10) -> pd.DataFrame:
-    """precision@k and mAP@map_k of an index's neighbours, queries against the whole index."""
+                   levels: Mapping[str, Sequence[str]] | None = None,
+                   label_columns: Sequence[str] | None = None, k: int = 5, map_k: int = 10,
+                   mrr_k: int = 10, recall_k: int = 10) -> pd.DataFrame:
+    """:func:`evaluate_neighbours` of an index's neighbours, queries against the whole index.
+
+    Pass ``levels`` (name → columns that must all match) or ``label_columns`` (each column
+    its own level).
+    """
     if index.metadata is None:
         raise ValueError("evaluate_index needs an index built with metadata (the label columns)")
-    missing = [c for c in label_columns if c not in index.metadata.columns]
+    if (levels is None) == (label_columns is None):
+        raise ValueError(f"pass exactly one of levels and label_columns. "
+                         f"Received: levels={levels!r}, label_columns={label_columns!r}")
+    levels = {c: [c] for c in label_columns} if levels is None else levels
+    wanted = list(dict.fromkeys(c for cols in levels.values() for c in cols))
+    missing = [c for c in wanted if c not in index.metadata.columns]
     if missing:
-        raise ValueError(f"label column(s) {missing} not in the metadata {list(index.metadata.columns)}")
-    nb, _ = index.query_many(query_ids, max(k, map_k))
-    return evaluate_neighbours(nb, index.positions(query_ids), index.metadata[list(label_columns)],
-                               k=k, map_k=map_k)
+        raise ValueError(f"label column(s) {missing} not in the metadata "
+                         f"{list(index.metadata.columns)}")
+    nb, _ = index.query_many(query_ids, max(k, map_k, mrr_k, recall_k))
+    return evaluate_neighbours(nb, index.positions(query_ids), index.metadata[wanted],
+                               levels=levels, k=k, map_k=map_k, mrr_k=mrr_k, recall_k=recall_k)
 
 
+def evaluate_sources(sources: Mapping[str, Any], *, ids: Sequence[Any], metadata: pd.DataFrame,
+                     query_ids: Sequence[Any], levels: Mapping[str, Sequence[str]],
+                     gallery_ids: Sequence[Any] | None = None, k: int = 5, map_k: int = 10,
+                     mrr_k: int = 10, recall_k: int = 10, seed: int = SEED,
+                     random_name: str | None = "random") -> pd.DataFrame:
+    """Every embedding source, and random neighbours, judged on one gallery with one query set.
+
+    Args:
+        sources: name → ``(N, D)`` vectors, rows in the order of ``ids``.
+        ids: the items' ids.
+        metadata: ``id`` and the levels' columns, for at least the gallery's items.
+        query_ids: the queries; each must be in the gallery, and is excluded from its own
+            neighbours.
+        levels: name → columns that must all match (see :func:`usable_levels`).
+        gallery_ids: the items searched (default every id): the held-out evaluation passes the
+            test side, so no item a model was trained on is a query or a neighbour.
+        k, map_k, mrr_k, recall_k: the cut-offs.
+        seed: of the random neighbours.
+        random_name: the random baseline's source name; ``None`` leaves it out.
+
+    Returns:
+        A long table: ``source``, ``level`` and :func:`evaluate_neighbours`'s columns, plus
+        ``n_gallery``.
+    """
+    if not sources:
+        raise ValueError(f"sources must hold at least one embedding. Received: {sources!r}")
+    all_ids = pd.Index([str(i) for i in ids])
+    gallery = all_ids if gallery_ids is None else pd.Index([str(i) for i in gallery_ids])
+    rows = all_ids.get_indexer(gallery)
+    if (rows < 0).any():
+        raise ValueError(f"gallery ids not among ids, e.g. {gallery[rows < 0][:5].tolist()}")
+    queries = [str(q) for q in query_ids]
+    outside = pd.Index(queries).difference(gallery)
+    if len(outside):
+        raise ValueError(f"every query must be in the gallery. Received {len(outside)} outside "
+                         f"it, e.g. {outside[:5].tolist()}")
+    kmax = max(k, map_k, mrr_k, recall_k)
+    if len(gallery) <= kmax:
+        raise ValueError(f"the gallery needs more than {kmax} items (the largest cut-off). "
+                         f"Received: {len(gallery)} items")
+    options = dict(k=k, map_k=map_k, mrr_k=mrr_k, recall_k=recall_k)
+    tables = {}
+    for name, vectors in sources.items():
+        x = np.asarray(vectors)
+        if len(x) != len(all_ids):
+            raise ValueError(f"source {name!r} has {len(x)} vectors for {len(all_ids)} ids")
+        index = SimilarityIndex(gallery, x if gallery_ids is None else x[rows],
+                                metadata=metadata, prune=False)
+        tables[name] = evaluate_index(index, queries, levels=levels, **options)
+        labels, qpos = index.metadata, index.positions(queries)
+        del index  # one gallery-sized copy of the vectors at a time
+    if random_name is not None:
+        nb = random_neighbours(len(gallery), qpos, kmax, seed=seed)
+        tables[random_name] = evaluate_neighbours(nb, qpos, labels, levels=levels, **options)
+    table = pd.concat(tables, names=["source"]).reset_index()
+    return table.assign(n_gallery=len(gallery))
+
+
+def comparison_table(table: pd.DataFrame, *, metrics: Sequence[str]) -> pd.DataFrame:
+    """:func:`evaluate_sources`'s table to read: one row per level and source (levels first, each
+    in its order), the ``metrics``, ``chance`` and ``n_queries``."""
+    columns_present(table, ["source", "level", *metrics, "chance", "n_queries"], "the scores table")
+    order = {level: i for i, level in enumerate(dict.fromkeys(table["level"]))}
+    ranked = table.iloc[np.argsort(table["level"].map(order).to_numpy(), kind="stable")]
+    return ranked.set_index(["level", "source"])[[*metrics, "chance", "n_queries"]]
+
+
+def scores_by_source(table: pd.DataFrame, *, metrics: Sequence[str],
+                     digits: int = 4) -> dict[str, dict[str, dict[str, float]]]:
+    """``{source: {level: {metric: value}}}`` of :func:`evaluate_sources`'s table (the metrics
+    file's layout), with ``chance`` and ``n_queries`` beside the ``metrics``."""
+    columns_present(table, ["source", "level", *metrics], "the scores table")
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for row in table.to_dict(orient="records"):
+        values = {m: round(float(row[m]), digits) for m in [*metrics, "chance"] if m in row}
+        if "n_queries" in row:
+            values["n_queries"] = int(row["n_queries"])
+        out.setdefault(str(row["source"]), {})[str(row["level"])] = values
+    return out
 # --------------------------------------------------------------------------- query selection
 
 

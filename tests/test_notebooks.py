@@ -82,3 +82,26 @@ def test_the_test_side_is_read_once_per_reported_model(quick_run):
     assert len(set(seeds)) == len(seeds)  # independent searches
     split = root / "data" / "processed" / "fashion-mnist-quick" / "splits.csv"
     assert split.is_file() and not list(split.parent.glob("splits_*.csv"))  # one split
+
+
+def test_recommendation_reports_whole_catalog_and_held_out(quick_run):
+    """05 scores every source and the random baseline in both galleries, at every relevance
+    level the catalog has, with four metrics in [0, 1]; Fashion-MNIST has no colours, so the
+    strict level is skipped and says why."""
+    root, _ = quick_run
+    path = root / "reports" / "quick" / "metrics" / "05_recommendation.json"
+    rec = json.loads(path.read_text())
+    assert rec["metrics"] == ["precision@5", "mAP@10", "MRR@10", "recall@10"]
+    assert rec["skipped_levels"] == {"strict": ["baseColour"]}
+    assert "articleType" in rec["relevance_levels"]
+    assert set(rec["evaluations"]) == {"whole_catalog", "held_out"}
+    for evaluation in rec["evaluations"]:
+        assert set(rec[evaluation]) == {*rec["sources"], "random"}, evaluation
+        for source, by_level in rec[evaluation].items():
+            assert set(by_level) == set(rec["relevance_levels"]), (evaluation, source)
+            for level, values in by_level.items():
+                for metric in rec["metrics"]:
+                    value = values[metric]
+                    assert isinstance(value, float) and 0 <= value <= 1, (evaluation, source,
+                                                                          level, metric, value)
+    assert rec["retrieval"] == rec["whole_catalog"]  # the key earlier runs wrote

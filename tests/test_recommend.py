@@ -1,4 +1,7 @@
-"""The similarity index (exactness, self-exclusion, filters, new images), embeddings and metrics."""
+"""The similarity index (exactness, self-exclusion, filters, new images) and the embeddings.
+
+The retrieval metrics and evaluations are tested in test_retrieval.py.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import embeddings, models, retrieval, similarity
+from fashion_utils import embeddings, models, similarity
 from fashion_utils.similarity import SimilarityIndex
 
 
@@ -330,81 +333,3 @@ def test_embedding_model_finds_the_dense_layer_inside_a_nested_head(tmp_path, im
     model.save(path)
     ids, v = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
     assert v.shape == (8, 6)  # image size read from the Resizing layer
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def test_precision_and_average_precision_by_hand():
-    rel = np.array([[1, 0, 1, 0, 0],
-                    [0, 0, 0, 0, 0],
-                    [1, 1, 1, 1, 1]], dtype=bool)
-    assert retrieval.precision_at_k(rel) == pytest.approx((2 / 5 + 0 + 1) / 3)
-    assert retrieval.precision_at_k(rel, k=1) == pytest.approx(2 / 3)
-    ap = retrieval.average_precision_at_k(rel, n_relevant=[2, 3, 10])
-    np.testing.assert_allclose(ap, [(1 + 2 / 3) / 2, 0.0, 1.0])
-    # R = 4 relevant items in the gallery, two found at ranks 2 and 4: (1/2 + 2/4) / 4
-    assert retrieval.average_precision_at_k([[0, 1, 0, 1]], n_relevant=4)[0] == pytest.approx(0.25)
-    # without R: averaged over the relevant items retrieved
-    assert retrieval.average_precision_at_k([[0, 1, 0, 1]])[0] == pytest.approx(0.5)
-    assert retrieval.mean_average_precision_at_k(rel, n_relevant=[2, 3, 10]) == pytest.approx(
-        ((1 + 2 / 3) / 2 + 1) / 3)
-
-
-@pytest.mark.parametrize("k", [1, 3, 5])
-def test_metrics_are_one_for_perfect_lists_and_zero_for_empty_ones(k):
-    assert retrieval.precision_at_k(np.ones((4, 5), bool), k=k) == 1.0
-    assert retrieval.mean_average_precision_at_k(np.ones((4, 5), bool), k=k, n_relevant=100) == 1.0
-    assert retrieval.precision_at_k(np.zeros((4, 5), bool), k=k) == 0.0
-    assert retrieval.mean_average_precision_at_k(np.zeros((4, 5), bool), k=k) == 0.0
-
-
-def test_metric_errors():
-    with pytest.raises(ValueError, match="k=6 exceeds the 5"):
-        retrieval.precision_at_k(np.ones((2, 5)), k=6)
-    with pytest.raises(ValueError, match="\\(queries, k\\) matrix"):
-        retrieval.precision_at_k(np.ones(5))
-
-
-def test_evaluate_neighbours_by_hand():
-    labels = pd.DataFrame({"articleType": ["a", "a", "b", "b", "b"], "master": ["x"] * 5})
-    neighbours = np.array([[1, 2], [4, 3]])  # query 0 (a): a, b ; query 2 (b): b, b
-    table = retrieval.evaluate_neighbours(neighbours, [0, 2], labels, k=2, map_k=2)
-    assert table.loc["articleType", "precision@2"] == pytest.approx((1 / 2 + 1) / 2)
-    # AP query 0: hit at rank 1, R = 1 -> 1; query 2: hits at 1, 2, R = 2 -> 1
-    assert table.loc["articleType", "mAP@2"] == pytest.approx(1.0)
-    assert table.loc["master", "precision@2"] == 1.0
-    assert table.loc["articleType", "chance"] == pytest.approx((1 / 4 + 2 / 4) / 2)
-
-
-def test_random_neighbours_skip_the_query_and_score_at_chance():
-    labels = pd.DataFrame({"c": np.repeat(["a", "b", "c", "d"], 250)})
-    queries = np.arange(0, 1000, 7)
-    nb = retrieval.random_neighbours(1000, queries, 10, seed=0)
-    assert nb.shape == (len(queries), 10) and (nb != queries[:, None]).all()
-    assert all(len(set(row)) == 10 for row in nb) and nb.min() >= 0 and nb.max() < 1000
-    np.testing.assert_array_equal(nb, retrieval.random_neighbours(1000, queries, 10, seed=0))
-    table = retrieval.evaluate_neighbours(nb, queries, labels, k=10, map_k=10)
-    assert abs(table.loc["c", "precision@10"] - table.loc["c", "chance"]) < 0.05
-
-
-def test_evaluate_index_on_separable_classes():
-    rng = np.random.default_rng(2)
-    centres = np.eye(16)[:3] * 5  # orthogonal class centres, noise well below their distance
-    labels = np.repeat(["x", "y", "z"], 50)
-    x = centres[np.repeat(np.arange(3), 50)] + 0.5 * rng.standard_normal((150, 16))
-    meta = pd.DataFrame({"id": np.arange(150).astype(str), "articleType": labels})
-    index = SimilarityIndex(meta["id"], x, metadata=meta)
-    table = retrieval.evaluate_index(index, meta["id"][::5], label_columns=["articleType"])
-    assert table.loc["articleType", "precision@5"] == 1.0 and table.loc["articleType", "mAP@10"] == 1.0
-
-
-def test_query_ids_for_evaluation_prefers_saved_splits(tmp_path):
-    catalog = pd.DataFrame({"id": ["1", "2", "3", "4"], "split": ["train", "test", "train", "test"]})
-    splits = tmp_path / "splits.csv"
-    pd.DataFrame({"id": ["1", "2", "3", "9"], "split": ["test", "train", "test", "test"]}).to_csv(splits, index=False)
-    assert retrieval.query_ids_for_evaluation(catalog, splits_path=splits)[0] == ["1", "3"]
-    ids, source = retrieval.query_ids_for_evaluation(catalog, splits_path=tmp_path / "missing.csv")
-    assert ids == ["2", "4"] and "split column" in source
-    ids, source = retrieval.query_ids_for_evaluation(catalog.drop(columns="split"), fraction=0.5, seed=1)
-    assert len(ids) == 2 and "random" in source
