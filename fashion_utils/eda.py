@@ -60,13 +60,32 @@ def image_properties(catalog: pd.DataFrame, *, sample_size: int | None = 2000,
 
 
 def samples_per_class(catalog: pd.DataFrame, column: str, *, per_class: int = 6,
-                      seed: int = 0, classes: Sequence[str] | None = None) -> pd.DataFrame:
-    """Up to ``per_class`` random rows of every class of ``column`` (classes in frequency order)."""
+                      seed: int = 0, classes: Sequence[str] | None = None,
+                      max_classes: int | None = None) -> pd.DataFrame:
+    """Up to ``per_class`` random rows of every class of ``column`` (classes in frequency order).
+
+    Args:
+        catalog: the catalog table.
+        column: the class column.
+        per_class: rows drawn from each class.
+        seed: sampling seed.
+        classes: the classes, in this order (default: every class, largest first).
+        max_classes: keep only the first this many classes (``None``: all); a figure shows
+            ``plots.MAX_CLASSES`` of them.
+
+    Returns:
+        The rows drawn, class after class.
+    """
     if column not in catalog.columns:
         raise ValueError(f"Unknown column {column!r}. Received columns: {list(catalog.columns)}")
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1. Received: per_class={per_class!r}")
+    if max_classes is not None and (isinstance(max_classes, bool) or not isinstance(max_classes, int)
+                                    or max_classes < 1):
+        raise ValueError(f"max_classes must be an integer >= 1 or None. "
+                         f"Received: max_classes={max_classes!r}")
     order = list(classes) if classes is not None else catalog[column].value_counts().index.tolist()
+    order = order[:max_classes]
     parts = [catalog[catalog[column] == c].sample(min(per_class, int((catalog[column] == c).sum())),
                                                  random_state=seed) for c in order]
     return pd.concat(parts, ignore_index=True) if parts else catalog.head(0)

@@ -9,9 +9,14 @@ GIF and BMP), ``"corrupt image: ..."``. Grayscale, CMYK, RGBA and palette images
 :func:`read_image_rgb` returns them as RGB. With ``cache_dir`` the result of each check is
 cached in ``cache_dir/image_checks_v1.csv``, keyed by (path, size, mtime): a changed file is
 checked again.
+
+:func:`read_thumbnail` reads an image shrunk to fit a square (aspect kept): what figures draw.
+:func:`id_to_stem` is the one way an id becomes a file name (``label/eight/482`` ->
+``label%2Feight%2F482``); :func:`stem_to_id` reads it back.
 """
 
 from __future__ import annotations
+import hashlib
 import os
 from typing import Any
 import stat
@@ -100,6 +105,94 @@ def read_image_rgb(path: PathLike, *, size: int | None = None) -> np.ndarray:
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise ValueError(f"cannot decode image {os.fspath(path)!r}: {exc}") from exc
     return array
+
+
+def read_thumbnail(path: PathLike, *, max_side: int) -> np.ndarray:
+    """Read any image as RGB ``uint8``, shrunk so that neither side exceeds ``max_side``.
+
+    The aspect ratio is kept and small images are not enlarged. JPEGs are decoded at the
+    smallest DCT scale that covers ``max_side``, so a full-size 1800x2400 photo costs little.
+
+    Args:
+        path: the image file.
+        max_side: the longest side of the result, in pixels (>= 8).
+
+    Returns:
+        An array of shape ``(H, W, 3)`` with ``max(H, W) <= max_side``.
+    """
+    if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 8:
+        raise ValueError(f"max_side must be an integer >= 8. Received: max_side={max_side!r}")
+    side = int(max_side)
+    with open(path, "rb") as fh:
+        try:
+            with Image.open(fh) as img:
+                if img.format == "JPEG":
+                    img.draft("RGB", (side, side))
+                rgb = _to_rgb(img)
+                rgb.thumbnail((side, side), Image.Resampling.LANCZOS)
+                return np.array(rgb, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise ValueError(f"cannot decode image {os.fspath(path)!r}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- ids as file names
+
+#: Characters an id keeps in its file stem; every other one is written ``%XX`` (its UTF-8 bytes).
+STEM_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+#: Longest stem written out in full; a longer one is cut and ends in ``~`` + 16 hex digits.
+MAX_STEM_LENGTH = 120
+_HASH_MARK = "~"  # never in an escaped stem ("~" itself is written %7E)
+
+
+def id_to_stem(item_id: str) -> str:
+    """The file stem of an id: safe on every file system, unique, and read back by :func:`stem_to_id`.
+
+    Letters, digits, ``-``, ``_`` and ``.`` stay; every other character (``/``, spaces,
+    ``%``, non-ASCII letters...) is written as ``%XX`` per UTF-8 byte, and so is a leading
+    ``.`` (no hidden files, no ``.`` or ``..``). Two different ids never get the same stem.
+    A stem longer than :data:`MAX_STEM_LENGTH` is cut and ends in ``~`` and 16 hex digits of
+    the id's SHA-256 (still unique; :func:`stem_to_id` cannot read it back).
+
+    >>> id_to_stem("label/eight/482")
+    'label%2Feight%2F482'
+    >>> id_to_stem("15970")
+    '15970'
+    """
+    if not isinstance(item_id, str) or not item_id:
+        raise ValueError(f"An id must be a non-empty string. Received: item_id={item_id!r}")
+    parts = [ch if ch in STEM_SAFE else "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
+             for ch in item_id]
+    if parts[0] == ".":
+        parts[0] = "%2E"
+    stem = "".join(parts)
+    if len(stem) <= MAX_STEM_LENGTH:
+        return stem
+    digest = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16]
+    return f"{stem[:MAX_STEM_LENGTH - 17]}{_HASH_MARK}{digest}"
+
+
+def stem_to_id(stem: str) -> str | None:
+    """The id whose :func:`id_to_stem` is ``stem``; ``None`` for a cut (hashed) stem or a name
+    that :func:`id_to_stem` does not write."""
+    if not isinstance(stem, str) or not stem or _HASH_MARK in stem:
+        return None
+    raw = bytearray()
+    i = 0
+    while i < len(stem):
+        if stem[i] == "%" and len(stem[i + 1:i + 3]) == 2:
+            try:
+                raw.append(int(stem[i + 1:i + 3], 16))
+            except ValueError:
+                return None
+            i += 3
+        else:
+            raw += stem[i].encode("utf-8")
+            i += 1
+    try:
+        item_id = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return item_id if item_id and id_to_stem(item_id) == stem else None
 
 
 def _inspect_image(path: str, size: int) -> tuple[str, int, int, str, str]:

@@ -363,6 +363,12 @@ def train_multi_output(x_train: Any, train_labels: pd.DataFrame, *, encoders: Ma
                         epochs=int(epochs), batch_size=int(batch_size), callbacks=callbacks,
                         verbose=verbose, shuffle=True)
     logs = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if len(encoders) == 1:  # Keras names one output's metrics without its name: add the names
+        (column,) = encoders
+        for side in ("", "val_"):
+            for metric in ("accuracy", "loss"):
+                if f"{side}{metric}" in logs:  # "val_accuracy" -> "val_<column>_accuracy"
+                    logs.setdefault(f"{side}{column}_{metric}", logs[f"{side}{metric}"])
     logs["seconds"] = [round(time.perf_counter() - start, 2)]
     logs["epochs_run"] = [len(logs.get("loss", []))]
     return model, logs

@@ -36,6 +36,8 @@ from fashion_utils import checks, config, plots
 
 #: The product hierarchy, finest level first (the Kaggle catalog and the prepared Fashion-MNIST).
 HIERARCHY: tuple[str, ...] = ("articleType", "subCategory", "masterCategory")
+#: The class column of a catalog without the hierarchy (``data.load_folder_catalog``'s default).
+PLAIN_LABEL = "label"
 
 _SAME = object()
 
@@ -132,7 +134,7 @@ NOTEBOOKS: Mapping[str, NotebookDefaults] = MappingProxyType({
         ["TARGET", "SEED", "BACKBONE", "IMAGE_SIZE"],
         choices={"EMBEDDING_SOURCE": ("pretrained", "finetuned")}),
     "06_multi_output": _notebook(
-        ["SEED", "BACKBONE", "IMAGE_SIZE"],
+        ["TARGET", "SEED", "BACKBONE", "IMAGE_SIZE"],
         EPOCHS=Default(40, quick=5),
         BATCH_SIZE=Default(256, quick=32),
         MIN_COUNT=Default(10, quick=2)),
@@ -251,6 +253,41 @@ def setup(notebook: str, namespace: MutableMapping[str, Any], *,
 # ------------------------------------------------------------------ helpers the notebooks share
 
 
+def label_columns(catalog: pd.DataFrame, *, target: str | None = None,
+                  attributes: Sequence[str] = HIERARCHY) -> list[str]:
+    """The label columns a catalog has: what the notebooks count, stratify on and predict.
+
+    A fashion catalog (one with a column of ``attributes``; by default the product hierarchy,
+    finest level first) has those of ``attributes`` it has, in that order, then ``target``
+    when it is not one of them. Any other catalog (folder per class, a CSV of other labels)
+    has ``[target]``; with ``target=None`` its :data:`PLAIN_LABEL` column.
+
+    >>> folder = pd.DataFrame({"id": ["label/eight/482"], "label": ["eight"]})
+    >>> label_columns(folder, target="label")
+    ['label']
+    >>> kaggle = pd.DataFrame(columns=["id", "gender", "masterCategory", "articleType"])
+    >>> label_columns(kaggle, target="gender")
+    ['articleType', 'masterCategory', 'gender']
+
+    Raises:
+        ValueError: ``target`` is not a column of the catalog, or (``target=None``) the catalog
+            has none of ``attributes`` and no :data:`PLAIN_LABEL` column.
+    """
+    if target is not None and target not in catalog.columns:
+        raise ValueError(f"The target is not a column of the catalog (its columns: "
+                         f"{list(catalog.columns)}; pass TARGET=<one of them>). "
+                         f"Received: target={target!r}")
+    found = [c for c in dict.fromkeys(attributes) if c in catalog.columns]
+    if found:
+        return found + ([target] if target is not None and target not in found else [])
+    if target is not None:
+        return [target]
+    if PLAIN_LABEL in catalog.columns:
+        return [PLAIN_LABEL]
+    raise ValueError(f"The catalog has none of the label columns "
+                     f"{[*attributes, PLAIN_LABEL]}. Received: columns={list(catalog.columns)}")
+
+
 def finest_label(catalog: pd.DataFrame, *, candidates: Sequence[str] = HIERARCHY) -> str:
     """The first of ``candidates`` (finest level first) that is a column of ``catalog``."""
     for column in candidates:
@@ -263,14 +300,14 @@ def finest_label(catalog: pd.DataFrame, *, candidates: Sequence[str] = HIERARCHY
 def quick_subset(catalog: pd.DataFrame, *, seed: int = config.SEED,
                  per_class: int = config.QUICK_PER_CLASS) -> pd.DataFrame:
     """The small, balanced catalog of quick runs: ``per_class`` random products of each class of
-    the finest label (:func:`finest_label`), in catalog order.
+    the finest label (the first of :func:`label_columns`), in catalog order.
 
     Notebooks 05 and 06 both call it, so their quick runs embed the same products and share
     their feature caches (keyed by the exact id list).
     """
     if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
         raise ValueError(f"per_class must be an integer >= 1. Received: per_class={per_class!r}")
-    column = finest_label(catalog)
+    column = label_columns(catalog)[0]
     shuffled = catalog.sample(frac=1, random_state=seed)
     return shuffled.groupby(column).head(per_class).sort_index()
 

@@ -2,6 +2,11 @@
 
 The rest of the package computes; this module (and ``widgets``) draws.
 
+Figures scale with the catalog: what a figure may hold is set once, below (:data:`MAX_CLASSES`,
+:data:`THUMBNAIL_PX`, :data:`MAX_FIGURE_PX`). A class grid or a count chart shows the largest
+classes and says in its title how many it leaves out; grids draw thumbnails, never full-size
+photos; no figure side exceeds :data:`MAX_FIGURE_PX` pixels.
+
 Plotting helpers take ``ax=`` where they draw one panel and return what they drew on.
 """
 
@@ -15,11 +20,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from PIL import Image
 
-from fashion_utils import evaluation
+from fashion_utils import eda, evaluation
 from fashion_utils.atomic import atomic_path
 from fashion_utils.config import Paths
-from fashion_utils.image_files import read_image_rgb
+from fashion_utils.image_files import read_thumbnail
+
+# --------------------------------------------------------------------------- what a figure holds
+
+#: The most classes a figure shows (rows of a class grid, bars of a count chart): the largest.
+MAX_CLASSES = 20
+#: The longest side, in pixels, of an image drawn in a grid (a thumbnail, never a full photo).
+THUMBNAIL_PX = 160
+#: The longest side of a figure, in pixels at the saving dpi (``savefig.dpi``).
+MAX_FIGURE_PX = 1600
 
 
 def set_style() -> None:
@@ -45,47 +60,141 @@ def save_fig(fig: plt.Figure, name: str, *, paths: Paths) -> Path:
     return out
 
 
+def max_figure_inches() -> float:
+    """The longest figure side, in inches, that stays within :data:`MAX_FIGURE_PX` pixels when
+    saved (``savefig.dpi``) or shown inline (``figure.dpi``)."""
+    dpis = [plt.rcParams["figure.dpi"], plt.rcParams["savefig.dpi"]]
+    return MAX_FIGURE_PX / max(float(d) for d in dpis if not isinstance(d, str))
+
+
+def left_out_note(shown: int, total: int, *, what: str = "classes", largest: bool = True) -> str:
+    """``" (the 20 largest of 105 classes; 85 left out)"`` when ``shown < total``, else ``""``
+    (``largest=False``: ``" (20 of 105 classes; 85 left out)"``)."""
+    if shown >= total:
+        return ""
+    which = f"the {shown:,} largest" if largest else f"{shown:,}"
+    return f" ({which} of {total:,} {what}; {total - shown:,} left out)"
+
+
+def thumbnail(image: Any) -> np.ndarray:
+    """An image as a ``uint8`` array no larger than :data:`THUMBNAIL_PX` a side (aspect kept).
+
+    Args:
+        image: an image file's path, or an HxW / HxWxC array (uint8, or floats 0–255).
+    """
+    if isinstance(image, (str, Path)):
+        return read_thumbnail(image, max_side=THUMBNAIL_PX)
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    img = img.squeeze() if img.ndim == 3 and img.shape[-1] == 1 else img
+    if max(img.shape[:2]) <= THUMBNAIL_PX:
+        return img
+    small = Image.fromarray(img)
+    small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), Image.Resampling.LANCZOS)
+    return np.asarray(small)
+
+
 def count_bar_chart(values: pd.Series, *, title: str, xlabel: str = "items",
-                    ax: plt.Axes | None = None, top: int | None = None) -> plt.Axes:
-    """Horizontal bar chart of value counts, largest first, each bar labelled with its count."""
+                    ax: plt.Axes | None = None, top: int | None = MAX_CLASSES) -> plt.Axes:
+    """Horizontal bar chart of value counts, largest first, each bar labelled with its count.
+
+    Only the ``top`` largest values are drawn (``None``: all); the title says how many are left.
+    """
     counts = values.value_counts()
+    n_values = len(counts)
     if top:
         counts = counts.head(top)
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.35 * len(counts) + 1.2))
+        _, ax = plt.subplots(figsize=(7, min(0.35 * len(counts) + 1.2, max_figure_inches())))
     sns.barplot(x=counts.values, y=counts.index.astype(str), ax=ax, color="#4C72B0")
     for i, v in enumerate(counts.values):
         ax.text(v, i, f" {v:,}", va="center", fontsize=9)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.locator_params(axis="x", nbins=5)
-    ax.set(title=title, xlabel=xlabel, ylabel=values.name or "")
+    note = left_out_note(len(counts), n_values, what="values")
+    ax.set(title=title + note.replace(" (", "\n(", 1), xlabel=xlabel, ylabel=values.name or "")
     return ax
 
 
-def image_grid(images: Sequence[np.ndarray], *, titles: Sequence[str] | None = None,
+def _cell_inches(size: float, *, nrows: int, ncols: int, extra_w: float = 0.0,
+                 extra_h: float = 0.0) -> float:
+    """The side of one grid cell: ``size``, or less so that the figure stays within bounds."""
+    longest = max_figure_inches()
+    return min(size, (longest - extra_w) / ncols, (longest - extra_h) / nrows)
+
+
+def image_grid(images: Sequence[Any], *, titles: Sequence[str] | None = None,
                ncols: int = 6, size: float = 1.8, suptitle: str | None = None,
-               cmap: str | None = None) -> plt.Figure:
-    """A grid of images (HxW or HxWxC arrays, uint8 or floats 0–255) with optional titles."""
+               cmap: str | None = None, max_rows: int = MAX_CLASSES) -> plt.Figure:
+    """A grid of thumbnails (:func:`thumbnail`: image paths or arrays) with optional titles.
+
+    At most ``max_rows`` rows are drawn (the suptitle says how many images are left out), and
+    the cells shrink below ``size`` inches when the figure would exceed :data:`MAX_FIGURE_PX`.
+    """
     n = len(images)
     if n == 0:
         raise ValueError("image_grid needs at least one image. Received: 0 images")
     if ncols < 1:
         raise ValueError(f"ncols must be >= 1. Received: ncols={ncols!r}")
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1. Received: max_rows={max_rows!r}")
     ncols = min(ncols, n)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
+    shown = min(n, ncols * max_rows)
+    nrows = int(np.ceil(shown / ncols))
+    cell = _cell_inches(size, nrows=nrows, ncols=ncols, extra_h=0.4)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.4),
+                             squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
-        if i >= n:
+        if i >= shown:
             continue
-        img = np.asarray(images[i])
-        if img.dtype != np.uint8:
-            img = np.clip(img, 0, 255).astype(np.uint8)
-        ax.imshow(img.squeeze(), cmap=cmap or ("gray" if img.squeeze().ndim == 2 else None))
+        img = thumbnail(images[i])
+        ax.imshow(img, cmap=cmap or ("gray" if img.ndim == 2 else None))
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=8)
-    if suptitle:
-        fig.suptitle(suptitle, fontweight="bold")
+    if suptitle or shown < n:
+        note = f" (first {shown:,} of {n:,} images)" if shown < n else ""
+        fig.suptitle(f"{suptitle or ''}{note}".strip(), fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def class_grid(catalog: pd.DataFrame, column: str, *, per_class: int = 8, seed: int = 0,
+               max_classes: int = MAX_CLASSES, size: float = 1.4,
+               title: str | None = None) -> plt.Figure:
+    """Sample thumbnails of each class of ``column``: one row per class, the largest classes first.
+
+    At most ``max_classes`` rows (the title says how many classes are left out); each row is
+    labelled with its class and its count; cells shrink to keep the figure within bounds.
+
+    Returns:
+        The figure.
+    """
+    if isinstance(max_classes, bool) or not isinstance(max_classes, int) or max_classes < 1:
+        raise ValueError(f"max_classes must be an integer >= 1. Received: max_classes={max_classes!r}")
+    counts = catalog[column].value_counts() if column in catalog.columns else None
+    shown = eda.samples_per_class(catalog, column, per_class=per_class, seed=seed,
+                                  max_classes=max_classes)
+    if shown.empty:
+        raise ValueError(f"class_grid needs labelled rows. Received: no value in column={column!r}")
+    classes = list(dict.fromkeys(shown[column]))
+    ncols = max(int(shown[column].value_counts().max()), 1)
+    cell = _cell_inches(size, nrows=len(classes), ncols=ncols, extra_w=1.8, extra_h=0.6)
+    fig, axes = plt.subplots(len(classes), ncols, squeeze=False,
+                             figsize=(1.8 + cell * ncols, 0.6 + cell * len(classes)))
+    for row, label in zip(axes, classes):
+        paths = shown.loc[shown[column] == label, "image_path"].tolist()
+        for c, ax in enumerate(row):
+            ax.set(xticks=[], yticks=[])
+            ax.spines[:].set_visible(False)
+            if c < len(paths):
+                img = thumbnail(paths[c])
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        row[0].set_ylabel(f"{label}\n({counts[label]:,})", rotation=0, ha="right", va="center",
+                          fontsize=8)
+    note = left_out_note(len(classes), len(counts))
+    fig.suptitle(f"{title or f'Sample images per {column}'}{note}", fontweight="bold")
     fig.tight_layout()
     return fig
 
@@ -158,7 +267,7 @@ def misclassified_grid(image_paths: Sequence[str], y_true: Any, y_pred: Any, *,
         ax.axis("off")
         ax.text(0.5, 0.5, "No misclassified images", ha="center", va="center")
         return fig
-    return image_grid([read_image_rgb(image_paths[i]) for i in shown], titles=titles, ncols=ncols,
+    return image_grid([image_paths[i] for i in shown], titles=titles, ncols=ncols,
                       suptitle=f"Misclassified test images ({n_wrong:,} of {len(y_true):,}; "
                                f"true → predicted)")
 
@@ -190,11 +299,14 @@ def search_trials(results: Mapping[str, Any], *, ax: plt.Axes | None = None) -> 
 def class_balance_chart(catalog: pd.DataFrame, sample: pd.DataFrame, *, target: str) -> plt.Figure:
     """Two panels: the catalog's classes (before), and the training side before and after augmentation.
 
+    The :data:`MAX_CLASSES` largest classes of the catalog are drawn; the title notes the rest.
+
     Returns:
         The figure.
     """
     train = sample[sample["split"] == "train"]
-    order = catalog[target].value_counts().index.astype(str).tolist()
+    all_classes = catalog[target].value_counts().index.astype(str).tolist()
+    order = all_classes[:MAX_CLASSES]
     before = train.loc[~train["augmented"].astype(bool), target].astype(str).value_counts()
     after = train[target].astype(str).value_counts()
     long = pd.concat([pd.DataFrame({"class": before.index, "images": before.values, "stage": "before augmentation"}),
@@ -207,6 +319,9 @@ def class_balance_chart(catalog: pd.DataFrame, sample: pd.DataFrame, *, target: 
     sns.barplot(data=long, x="images", y="class", hue="stage", ax=axes[1], order=kept)
     axes[1].set(title="Training side of the study sample", xlabel="images", ylabel="")
     sns.move_legend(axes[1], "center left", bbox_to_anchor=(1.01, 0.5), title=None, frameon=False)
+    if len(order) < len(all_classes):
+        fig.suptitle(f"Classes of {target}{left_out_note(len(order), len(all_classes))}",
+                     fontweight="bold")
     fig.tight_layout()
     return fig
 

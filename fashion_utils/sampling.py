@@ -19,7 +19,8 @@ fails it. :func:`class_weights` is the alternative to augmentation.
 The study sample (``paths.processed / "study_sample.csv"`` for the default target,
 ``study_sample_<target>.csv`` otherwise; see :func:`study_sample_path`) has the columns
 ``id, image_path, <target>, <other attribute columns>, split, source_id, augmented``.
-Augmented images are PNGs named ``<source_id>_aug<k>.png`` in
+Augmented images are PNGs named after their id ``<source_id>_aug<k>`` through
+:func:`image_files.id_to_stem` (``label/eight/482_aug1`` -> ``label%2Feight%2F482_aug1.png``), in
 ``paths.interim / "augmented" / <target>``.
 """
 
@@ -41,7 +42,7 @@ from fashion_utils import config
 from fashion_utils.config import Paths
 from fashion_utils.splits import SPLIT_NAMES, read_table_of_02
 from fashion_utils.features import invalidate_caches_with_ids
-from fashion_utils.image_files import read_image_rgb
+from fashion_utils.image_files import id_to_stem, read_image_rgb, stem_to_id
 
 __all__ = [
     "AugmentationReport",
@@ -371,7 +372,8 @@ def augment_training_side(sample: pd.DataFrame, *, target: str, augment_to: int 
     already existed gets other pixels (changed settings), or an old copy is removed, every
     feature cache under ``features_dir`` that holds its id is deleted: the cache is keyed by
     ids, not pixels, so it would be stale. (Not covered: deleting ``out_dir`` by hand, then
-    changing the settings while old caches remain — clear ``features_dir`` too in that case.)
+    changing the settings while old caches remain — clear ``features_dir`` too in that case; nor
+    a removed copy whose id is too long to be read back from its file name.)
 
     Args:
         sample: the capped sample (``id``, ``image_path``, ``target``, ``split``, attributes).
@@ -409,7 +411,7 @@ def augment_training_side(sample: pd.DataFrame, *, target: str, augment_to: int 
     augmenter = augmenter if augmenter is not None else make_augmenter(seed=seed)
     by_id = base.set_index("id")
     source_paths = by_id.loc[plan["source_id"], "image_path"].astype(str)
-    files = [out / f"{aug_id}.png" for aug_id in plan["id"]]
+    files = [out / f"{id_to_stem(aug_id)}.png" for aug_id in plan["id"]]  # any id: a safe name
     fingerprint = _fingerprint(plan, source_paths, augmenter, batch_size=batch_size, max_side=max_side)
     manifest = out / MANIFEST_NAME
     out.mkdir(parents=True, exist_ok=True)
@@ -429,7 +431,7 @@ def augment_training_side(sample: pd.DataFrame, *, target: str, augment_to: int 
             for chunk in by_shape.values():
                 batch = np.stack([images[i] for i in chunk]).astype(np.float32)
                 for i, arr in zip(chunk, _to_uint8(augmenter(batch, training=True))):
-                    status[_write_png(arr, files[i])].append(files[i].stem)
+                    status[_write_png(arr, files[i])].append(plan["id"].iloc[i])
         report.written = len(status["new"]) + len(status["rewritten"])
         report.reused = len(status["unchanged"])
         changed += status["rewritten"]
@@ -440,7 +442,8 @@ def augment_training_side(sample: pd.DataFrame, *, target: str, augment_to: int 
         if stale.name not in wanted:
             stale.unlink()
             report.removed_stale += 1
-            changed.append(stale.stem)
+            stale_id = stem_to_id(stale.stem)
+            changed += [stale_id] if stale_id is not None else []
     if features_dir is not None and changed:
 
         report.invalidated_caches = [p.name for p in invalidate_caches_with_ids(features_dir, changed)]

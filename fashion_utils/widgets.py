@@ -21,8 +21,8 @@ from typing import Any, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from fashion_utils.image_files import read_image_rgb
-from fashion_utils.plots import image_grid
+from fashion_utils.plots import (MAX_CLASSES, image_grid, left_out_note, max_figure_inches,
+                                 thumbnail)
 
 ALL = "(all)"
 NO_FILTER = "none"
@@ -51,10 +51,8 @@ def png_thumbnail(path: str, size: int) -> bytes:
 
 
 def _read_rgb(image: Any) -> np.ndarray:
-    if isinstance(image, np.ndarray):
-        return image
-
-    return read_image_rgb(image)
+    """A thumbnail of an image path or array (figures never draw full-size photos)."""
+    return thumbnail(image)
 
 
 def _by_id(catalog: pd.DataFrame) -> pd.DataFrame:
@@ -100,6 +98,7 @@ def render_recommendations(catalog: pd.DataFrame, results: pd.DataFrame, *, quer
     else:
         q_img, title = _read_rgb(query), query_title or "query (new image)"
     n = 1 + len(results)
+    size = min(size, max_figure_inches() / n)
     fig, axes = plt.subplots(1, n, figsize=(size * n, size + 0.7), squeeze=False)
     axes = axes[0]
     axes[0].imshow(q_img)
@@ -117,39 +116,78 @@ def render_recommendations(catalog: pd.DataFrame, results: pd.DataFrame, *, quer
     return fig
 
 
+def _largest_classes_first(cat: pd.DataFrame, query_ids: Sequence[str], label_column: str | None,
+                           limit: int) -> list[str]:
+    """At most ``limit`` of ``query_ids``, in their order: those of the catalog's largest classes."""
+    ids = [str(q) for q in query_ids]
+    if len(ids) <= limit:
+        return ids
+    if not label_column or label_column not in cat.columns:
+        return ids[:limit]
+    sizes = cat[label_column].value_counts()
+    rank = sorted(range(len(ids)), key=lambda i: -sizes.get(cat.loc[ids[i], label_column], 0))
+    return [ids[i] for i in sorted(rank[:limit])]
+
+
+def _blocks_per_row(n: int, k: int, size: float) -> tuple[int, float]:
+    """How many query blocks (query + k results) share a figure row, and the cell size that gives:
+    the layout with the largest cells that keeps the figure within ``plots.MAX_FIGURE_PX``."""
+    longest = max_figure_inches()
+    best = (1, 0.0)
+    for blocks in range(1, n + 1):
+        rows = -(-n // blocks)
+        cell = min(size, longest / (blocks * (k + 1)), (longest - 0.8) / rows - 0.4)
+        if cell > best[1] + 1e-9:
+            best = (blocks, cell)
+    return best
+
+
 def render_recommendation_grid(catalog: pd.DataFrame, index: Any, query_ids: Sequence[str], *,
                                k: int = 5, label_column: str | None = "articleType",
                                filters: Mapping[str, Any] | None = None, size: float = 1.6,
-                               suptitle: str | None = None) -> plt.Figure:
-    """The original study's figure: one row per query, its top k to the right.
+                               suptitle: str | None = None,
+                               max_queries: int = MAX_CLASSES) -> plt.Figure:
+    """The original study's figure: each query, its top k to the right.
 
     Each neighbour's title gives its score and label, in green when the label matches the
-    query's and in red when it does not.
+    query's and in red when it does not. At most ``max_queries`` queries are drawn (those of
+    the catalog's largest classes; the suptitle says how many are left out); two or more
+    queries share a row when that keeps the thumbnails larger within ``plots.MAX_FIGURE_PX``.
     """
     if not len(query_ids):
         raise ValueError("render_recommendation_grid needs at least one query id. Received: 0")
+    if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1:
+        raise ValueError(f"max_queries must be an integer >= 1. Received: max_queries={max_queries!r}")
     cat = _by_id(catalog)
-    n = len(query_ids)
-    height = (size + 0.4) * n + 0.8  # inches: each row and its titles, plus a band for the suptitle
-    fig, axes = plt.subplots(n, k + 1, figsize=(size * (k + 1), height), squeeze=False,
-                             gridspec_kw={"wspace": 0.08, "hspace": 0.45,  # fixed spacing: no slow tight_layout
-                                          "top": 1 - 0.8 / height, "bottom": 0.01, "left": 0.01, "right": 0.99})
-    for r, qid in enumerate(query_ids):
-        qrow = cat.loc[str(qid)]
+    shown = _largest_classes_first(cat, query_ids, label_column, max_queries)
+    blocks, size = _blocks_per_row(len(shown), k, size)
+    nrows = -(-len(shown) // blocks)
+    height = (size + 0.4) * nrows + 0.8  # inches: each row and its titles, plus the suptitle band
+    fig, axes = plt.subplots(nrows, blocks * (k + 1), figsize=(size * blocks * (k + 1), height),
+                             squeeze=False,
+                             gridspec_kw={"wspace": 0.08, "hspace": 0.45,  # fixed: no tight_layout
+                                          "top": 1 - 0.8 / height, "bottom": 0.01, "left": 0.01,
+                                          "right": 0.99})
+    for ax in axes.flat:
+        ax.axis("off")
+    fontsize = 8 if size >= 1.4 else 7  # small cells: long labels must not run into the next
+    for q, qid in enumerate(shown):
+        row = axes[q // blocks, (q % blocks) * (k + 1):(q % blocks + 1) * (k + 1)]
+        qrow = cat.loc[qid]
         qlabel = _label(qrow, label_column)
-        axes[r, 0].imshow(_read_rgb(qrow["image_path"]))
-        axes[r, 0].set_title(f"query\n{qlabel}", fontsize=8, fontweight="bold")
-        results = index.query(str(qid), k, filters=filters)
+        row[0].imshow(_read_rgb(qrow["image_path"]))
+        row[0].set_title(f"query\n{qlabel}", fontsize=fontsize, fontweight="bold")
+        results = index.query(qid, k, filters=filters)
         for c, (_, res) in enumerate(results.iterrows(), start=1):
-            row = cat.loc[str(res["id"])]
-            label = _label(row, label_column)
-            axes[r, c].imshow(_read_rgb(row["image_path"]))
-            axes[r, c].set_title(f"{res['score']:.3f}\n{label}", fontsize=8,
-                                 color="#2E7D32" if label == qlabel else "#C62828")
-        for ax in axes[r]:
-            ax.axis("off")
-    if suptitle:
-        fig.suptitle(suptitle, fontweight="bold", y=1 - 0.1 / height, va="top")
+            hit = cat.loc[str(res["id"])]
+            label = _label(hit, label_column)
+            row[c].imshow(_read_rgb(hit["image_path"]))
+            row[c].set_title(f"{res['score']:.3f}\n{label}", fontsize=fontsize,
+                             color="#2E7D32" if label == qlabel else "#C62828")
+    note = left_out_note(len(shown), len(query_ids), what="queries", largest=False)
+    if suptitle or note:
+        fig.suptitle(f"{suptitle or ''}{note}".strip(), fontweight="bold", y=1 - 0.1 / height,
+                     va="top")
     return fig
 
 

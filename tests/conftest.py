@@ -11,6 +11,13 @@ Fixtures:
     tiny_kaggle_dir       ``make_kaggle_dir`` with its defaults: 24 products, 3 master categories.
     quirky_kaggle_dir     a Kaggle-layout catalog with every known quirk (see its docstring).
     fashion_mnist_idx     12 train + 4 test images as gzipped idx files, with the arrays.
+    make_folder_catalog   builds a folder-per-class catalog whose labels are not fashion.
+    make_csv_catalog      builds a catalog described by a CSV of other labels (``styles.csv``
+                          with ``id, label, tone`` + ``images/``), ids with spaces and accents.
+
+Helpers for the notebook runs: ``run_quick_study`` (every notebook, quick mode, outputs in a
+throw-away root) and ``code_outputs`` (every output of an executed notebook's code cells); for
+figures: the ``notebook_style`` fixture and ``saved_pixels`` (a figure's size as saved).
 """
 
 from __future__ import annotations
@@ -246,3 +253,113 @@ def fashion_mnist_idx(tmp_path: Path) -> IdxData:
     write_idx(data.path / "t10k-images-idx3-ubyte.gz", data.test_images)
     write_idx(data.path / "t10k-labels-idx1-ubyte.gz", data.test_labels)
     return data
+
+
+# --------------------------------------------------------------------------- other catalog kinds
+
+# Non-fashion classes and the colour of their pictures (so a model can tell them apart).
+OTHER_CLASSES = {"eight": (200, 40, 40), "three": (40, 40, 200), "forty two": (40, 160, 40),
+                 "zero": (220, 200, 40)}
+
+
+def build_folder_catalog(root: Path, *, n_per_class: int = 15, image_size: int = 32) -> Path:
+    """A folder-per-class catalog: ``root/<class>/<k>.png``, every third file one folder down.
+
+    Ids are the relative paths without extension (``"eight/3"``, ``"forty two/more/5"``):
+    they hold ``/`` and spaces; the label column is ``label`` (``data.load_folder_catalog``).
+    """
+    root = Path(root)
+    for c, (label, color) in enumerate(OTHER_CLASSES.items()):
+        for k in range(n_per_class):
+            folder = root / label / ("more" if k % 3 == 2 else "")
+            write_image(folder / f"{k}.png", size=(image_size, image_size), color=color,
+                        seed=100 * c + k)
+    return root
+
+
+@pytest.fixture
+def make_folder_catalog(tmp_path: Path) -> Callable[..., Path]:
+    """``make_folder_catalog(name="folders", *, n_per_class=15, image_size=32) -> folder``."""
+    def make(name: str = "folders", **options) -> Path:
+        return build_folder_catalog(tmp_path / name, **options)
+    return make
+
+
+def build_csv_catalog(root: Path, *, n_per_class: int = 15, image_size: int = 32) -> Path:
+    """A catalog described by a CSV of non-fashion labels: ``styles.csv`` (``id, label, tone``)
+    and ``images/<id>.jpg``. Ids hold spaces and non-ASCII letters (``"größe 7"``)."""
+    root = Path(root)
+    rows = []
+    for c, (label, color) in enumerate(OTHER_CLASSES.items()):
+        for k in range(n_per_class):
+            row_id = f"{('größe', 'item', 'çà', 'ω')[c]} {k}"
+            rows.append([row_id, label, ("light", "dark")[k % 2]])
+            write_image(root / "images" / f"{row_id}.jpg", size=(image_size, image_size),
+                        color=color, seed=100 * c + k)
+    with open(root / "styles.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "label", "tone"])
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture
+def make_csv_catalog(tmp_path: Path) -> Callable[..., Path]:
+    """``make_csv_catalog(name="csv_catalog", *, n_per_class=15, image_size=32) -> folder``."""
+    def make(name: str = "csv_catalog", **options) -> Path:
+        return build_csv_catalog(tmp_path / name, **options)
+    return make
+
+
+# --------------------------------------------------------------------------- notebook runs
+
+
+def run_quick_study(root: Path, parameters: dict) -> list[Path]:
+    """Execute every notebook in quick mode with ``parameters``, writing under ``root`` (the
+    kernels inherit ``FASHION_OUTPUT_ROOT``); returns the executed notebooks, in order."""
+    from fashion_utils import runner
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FASHION_OUTPUT_ROOT", str(root))
+    try:
+        return runner.run_notebooks(quick=True, parameters=parameters,
+                                    output_dir=Path(root) / "executed", html=False)
+    finally:
+        patch.undo()
+
+
+def code_outputs(executed: Path) -> list[dict]:
+    """Every output of the code cells of an executed notebook."""
+    import json
+
+    cells = json.loads(Path(executed).read_text(encoding="utf-8"))["cells"]
+    return [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@pytest.fixture
+def notebook_style():
+    """The notebooks' plot style (``plots.set_style``: dpi, theme) for one test, undone after."""
+    import matplotlib
+
+    from fashion_utils import plots
+
+    with matplotlib.rc_context():
+        plots.set_style()
+        yield
+
+
+def saved_pixels(fig) -> tuple[int, int]:
+    """``(width, height)`` in pixels of ``fig`` saved as ``plots.save_fig`` saves it (with the
+    ``notebook_style`` fixture: the notebooks' dpi); the figure is closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    with Image.open(buffer) as img:
+        return img.size

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import config, sampling, splits
+from fashion_utils import config, image_files, sampling, splits
 
 TARGET = "masterCategory"
 
@@ -260,3 +262,33 @@ def test_large_sources_are_shrunk_before_augmentation(tmp_path):
             assert max(img.size) == 20
     with pytest.raises(ValueError, match="max_side=4"):
         sampling.augment_training_side(capped, target=TARGET, augment_to=8, out_dir=tmp_path / "x", max_side=4)
+
+
+# --------------------------------------------------------------------------- file names from ids
+
+
+def test_augmented_files_of_awkward_ids_are_flat_safe_and_name_their_ids(tmp_path):
+    """Folder-catalog ids hold "/" (``eight/more/5``), others spaces, "..", accents: every copy
+    is one PNG directly in out_dir, named through image_files.id_to_stem; a changed plan
+    removes the old copies and deletes the caches that hold their ids."""
+    catalog = _catalog(tmp_path)
+    awkward = ["label/eight/", "a b ", "../", "größe/", ".x"]
+    catalog["id"] = [f"{awkward[i % len(awkward)]}{i}" for i in range(len(catalog))]
+    capped = sampling.cap_per_class(_split(catalog), target=TARGET, cap=30, seed=0)
+    out = tmp_path / "augmented"
+    sample, report = sampling.augment_training_side(capped, target=TARGET, augment_to=10,
+                                                    out_dir=out, seed=0)
+    copies = sample[sample["augmented"]]
+    files = sorted(out.glob("*.png"))
+    assert report.written == len(copies) == len(files) > 0
+    assert not [p for p in out.rglob("*") if p.is_dir()] and not list(tmp_path.glob("*.png"))
+    assert {image_files.stem_to_id(p.stem) for p in files} == set(copies["id"])
+    assert all(Path(p).parent == out for p in copies["image_path"])
+    removed = set(copies["id"]) - set(sampling.plan_augmentation(capped, target=TARGET,
+                                                                  augment_to=8, seed=0)["id"])
+    cache = tmp_path / "features" / "cache"  # holds only copies the smaller plan removes
+    cache.mkdir(parents=True)
+    (cache / "ids.txt").write_text("\n".join(sorted(removed)) + "\n", encoding="utf-8")
+    _, smaller = sampling.augment_training_side(capped, target=TARGET, augment_to=8, out_dir=out,
+                                                seed=0, features_dir=cache.parent)
+    assert smaller.removed_stale == len(removed) > 0 and smaller.invalidated_caches == ["cache"]

@@ -1,0 +1,76 @@
+"""Ids as file names (one safe, unique, reversible mapping) and thumbnails."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fashion_utils import image_files
+from fashion_utils.image_files import id_to_stem, stem_to_id
+
+from conftest import write_image
+
+AWKWARD_IDS = [
+    "15970", "label/eight/482", "forty two/more/5", "a b", "..", ".", ".hidden", "x/../y",
+    "größe 7", "ω", "日本/靴", "100%", "a%2Fb", "~tilde", "back\\slash", "tab\there", "new\nline",
+    "colon:star*?", 'quote"<>|', "trailing.", "-dash", "CON", "a" * 300, "ü" * 200,
+]
+
+
+@pytest.mark.parametrize("item_id", AWKWARD_IDS)
+def test_a_stem_is_one_safe_file_name_that_reads_back(item_id, tmp_path):
+    stem = id_to_stem(item_id)
+    assert set(stem) <= image_files.STEM_SAFE | {"%", "~"}
+    assert not stem.startswith(".") and len(stem) <= image_files.MAX_STEM_LENGTH
+    path = tmp_path / f"{stem}_aug1.png"
+    path.write_bytes(b"x")  # a file directly in the folder, never a sub-folder or a hidden file
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    if len(item_id) <= 30:  # written out in full and read back
+        assert stem_to_id(stem) == item_id
+    else:  # cut, with a hash of the whole id: still unique, not read back
+        assert "~" in stem and stem_to_id(stem) is None
+
+
+def test_safe_ids_keep_their_names():
+    assert id_to_stem("15970") == "15970" and id_to_stem("Men_Tshirts-1.v2") == "Men_Tshirts-1.v2"
+    assert id_to_stem("label/eight/482") == "label%2Feight%2F482"
+
+
+def test_ids_that_differ_only_in_unsafe_characters_never_collide():
+    ids = ["a/b", "a b", "a%2Fb", "a%b", "a_b", "a.b", "a\\b", "a:b", "a?b", "aüb", "a~b",
+           "a" * 200 + "/", "a" * 200 + " ", "a" * 200, ".ab", "%2Eab", "..", "%2E."]
+    stems = [id_to_stem(i) for i in ids]
+    assert len(set(stems)) == len(ids)
+
+
+def test_stems_that_id_to_stem_does_not_write_read_back_as_none():
+    for stem in ["a%2fb", "a%zz", "%C3", "", "abc~0123456789abcdef", "a/b", ".x"]:
+        assert stem_to_id(stem) is None, stem
+
+
+@pytest.mark.parametrize("bad", ["", None, 15970])
+def test_id_to_stem_rejects_what_is_not_an_id(bad):
+    with pytest.raises(ValueError, match=f"Received: item_id={bad!r}"):
+        id_to_stem(bad)
+
+
+@pytest.mark.parametrize("suffix, size", [(".jpg", (900, 1200)), (".png", (30, 40)),
+                                          (".png", (600, 100))])
+def test_read_thumbnail_shrinks_keeps_aspect_and_never_enlarges(tmp_path, suffix, size):
+    path = write_image(tmp_path / f"photo{suffix}", size=size, mode="L")
+    thumb = image_files.read_thumbnail(path, max_side=160)
+    assert thumb.dtype == np.uint8 and thumb.shape[2] == 3
+    assert max(thumb.shape[:2]) == min(160, max(size))
+    width, height = size
+    assert abs(thumb.shape[0] * width - thumb.shape[1] * height) <= max(size)  # aspect, to 1 px
+
+
+def test_read_thumbnail_rejects_bad_sizes_and_files(tmp_path):
+    path = tmp_path / "x.png"
+    Image.new("RGB", (20, 20)).save(path)
+    with pytest.raises(ValueError, match="max_side=4"):
+        image_files.read_thumbnail(path, max_side=4)
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match="cannot decode"):
+        image_files.read_thumbnail(tmp_path / "text.png", max_side=64)
