@@ -39,6 +39,9 @@ ORIGINAL_EPOCHS = 10
 ORIGINAL_BATCH_SIZE = 10
 
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: The prepared default catalog's folder name: its reports sit directly under ``reports/``;
+#: every other catalog's go to ``reports/<catalog folder name>/``.
+DEFAULT_CATALOG_NAME = "fashion-mnist"
 
 
 def output_root() -> Path:
@@ -59,7 +62,9 @@ class Paths:
     """Where one run of the study reads and writes.
 
     A quick run (``quick=True``) writes into its own sub-folders, so it never overwrites
-    the full study's splits, features, models or metrics.
+    the full study's splits, features, models or metrics. Reports (figures, metrics, executed
+    notebooks) are per catalog too: the default Fashion-MNIST's under ``reports/``, any other
+    catalog's under ``reports/<its folder name>/``.
     """
 
     data_dir: Path
@@ -89,8 +94,13 @@ class Paths:
         return self.root / "models" / self.run_name
 
     @property
+    def catalog(self) -> str:
+        """The reports' sub-folder: ``""`` for the default catalog, else its folder name."""
+        return "" if self.data_dir.name == DEFAULT_CATALOG_NAME else self.data_dir.name
+
+    @property
     def reports(self) -> Path:
-        return self.root / "reports" / ("quick" if self.quick else "")
+        return self.root / "reports" / ("quick" if self.quick else "") / self.catalog
 
     @property
     def figures(self) -> Path:
@@ -103,7 +113,7 @@ class Paths:
     @property
     def executed(self) -> Path:
         """Executed notebooks (papermill output and HTML copies)."""
-        return self.root / "reports" / "executed" / ("quick" if self.quick else "")
+        return self.root / "reports" / "executed" / ("quick" if self.quick else "") / self.catalog
 
     def ensure(self) -> "Paths":
         """Create every output folder; returns self."""

@@ -109,6 +109,18 @@ def export_html(notebook: Path) -> Path:
     return write_text_atomic(notebook.with_suffix(".html"), body)
 
 
+def executed_name(notebook: Path, *, target: str | None = None) -> str:
+    """The executed copy's file name: the notebook's, plus ``-<target>`` for a target other
+    than :data:`config.DEFAULT_TARGET`, so that runs for two targets keep both copies.
+
+    >>> executed_name(Path("04_tuning.ipynb"), target="articleType")
+    '04_tuning-articleType.ipynb'
+    """
+    if target is None or target == config.DEFAULT_TARGET:
+        return notebook.name
+    return f"{notebook.stem}-{target}{notebook.suffix}"
+
+
 def run_notebooks(*, quick: bool = False, parameters: dict[str, Any] | None = None,
                   only: Sequence[str] | None = None, notebooks_dir: Path = config.NOTEBOOKS_DIR,
                   output_dir: Path | None = None, html: bool = True,
@@ -121,7 +133,9 @@ def run_notebooks(*, quick: bool = False, parameters: dict[str, Any] | None = No
             by the notebooks that lack them, as papermill does).
         only: restrict to these notebook numbers/names.
         notebooks_dir: where the source notebooks are.
-        output_dir: where executed copies go (default: ``config.get_paths(quick=...).executed``).
+        output_dir: where executed copies go (default: the catalog's
+            ``config.get_paths(DATA_DIR, quick=...).executed``, so that each catalog keeps
+            its own executed study).
         html: also write an HTML copy of each executed notebook.
         kernel_name: the Jupyter kernel to run.
 
@@ -135,11 +149,12 @@ def run_notebooks(*, quick: bool = False, parameters: dict[str, Any] | None = No
     from papermill.exceptions import PapermillExecutionError
 
     params = {"QUICK": bool(quick), **(parameters or {})}
-    out_dir = Path(output_dir) if output_dir else config.get_paths(quick=quick).executed
+    out_dir = (Path(output_dir) if output_dir
+               else config.get_paths(params.get("DATA_DIR"), quick=quick).executed)
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = []
     for nb_path in notebook_paths(notebooks_dir, only=only):
-        out = out_dir / nb_path.name
+        out = out_dir / executed_name(nb_path, target=params.get("TARGET"))
         nb_params = dict(params)
         if "INTERACTIVE" in pm.inspect_notebook(str(nb_path)):
             nb_params.setdefault("INTERACTIVE", False)  # no browser under papermill: static views

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,11 @@ def test_code_lines_and_cells_are_short(path):
             assert 1 <= len(lines) <= MAX_CELL_LINES, (
                 f"{path.name} cell {index}: {len(lines)} lines; split it or move the logic "
                 f"into fashion_utils")
+
+
+@pytest.mark.parametrize("target, expected", [
+    (None, "04_tuning.ipynb"), (config.DEFAULT_TARGET, "04_tuning.ipynb"),
+    ("articleType", "04_tuning-articleType.ipynb"), ("label", "04_tuning-label.ipynb"),
+])
+def test_executed_copies_of_two_targets_do_not_overwrite_each_other(target, expected):
+    assert runner.executed_name(Path("notebooks/04_tuning.ipynb"), target=target) == expected
