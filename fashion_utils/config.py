@@ -38,6 +38,13 @@ ORIGINAL_LEARNING_RATE = 1e-3
 ORIGINAL_EPOCHS = 10
 ORIGINAL_BATCH_SIZE = 10
 
+#: Augmentation defaults (notebook 02): small training-side classes grow towards the largest
+#: training class, but never past AUGMENT_CEILING images, and each training image gives at most
+#: MAX_AUGMENTED_COPIES copies (a class grows at most 3x; the original study grew its two
+#: smallest classes about 2.5x, Free Items 105 -> 267).
+AUGMENT_CEILING = 6000
+MAX_AUGMENTED_COPIES = 2
+
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: The prepared default catalog's folder name: its reports sit directly under ``reports/``;
 #: every other catalog's go to ``reports/<catalog folder name>/``.

@@ -112,7 +112,8 @@ NOTEBOOKS: Mapping[str, NotebookDefaults] = MappingProxyType({
     "02_sampling_augmentation": _notebook(
         ["TARGET", "BACKBONE", "IMAGE_SIZE", "SEED"], target_in_name=True,
         CAP_PER_CLASS=Default(None, quick=config.QUICK_PER_CLASS),
-        AUGMENT_TO=Default(6000, quick=config.QUICK_PER_CLASS)),
+        AUGMENT_TO=Default(None, quick=config.QUICK_PER_CLASS),
+        MAX_COPIES=Default(config.MAX_AUGMENTED_COPIES)),
     "03_baseline_cnn": _notebook(
         ["TARGET", "BACKBONE", "IMAGE_SIZE", "SEED"], target_in_name=True,
         UNITS=Default(config.ORIGINAL_UNITS),

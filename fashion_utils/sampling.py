@@ -46,6 +46,7 @@ from fashion_utils.image_files import id_to_stem, read_image_rgb, stem_to_id
 
 __all__ = [
     "AugmentationReport",
+    "augment_target",
     "augment_training_side",
     "cap_per_class",
     "check_provenance",
@@ -252,18 +253,35 @@ def preview_augmentations(image: np.ndarray, *, augmenter: Any, n: int = 7) -> l
     return [image.astype(np.uint8), *_to_uint8(augmenter(batch, training=True))]
 
 
+def augment_target(sample: pd.DataFrame, *, target: str, augment_to: int | None = None,
+                   ceiling: int = config.AUGMENT_CEILING) -> int | None:
+    """The training-side size small classes grow to, from the capped ``sample``: for
+    ``augment_to=None`` the largest training class's size, at most ``ceiling`` (a balanced
+    catalog is not augmented); ``0`` means no augmentation (``None``); a number is itself."""
+    columns_present(sample, [target, "split"], "sample")
+    ceiling = positive_int("ceiling", ceiling)
+    if augment_to == 0:
+        return None
+    if augment_to is not None:
+        return positive_int("augment_to", augment_to)
+    counts = sample.loc[sample["split"] == "train", target].value_counts()
+    return min(ceiling, int(counts.max())) if len(counts) else None
+
+
 def plan_augmentation(sample: pd.DataFrame, *, target: str, augment_to: int | None,
-                      seed: int = config.SEED) -> pd.DataFrame:
+                      max_copies: int | None = None, seed: int = config.SEED) -> pd.DataFrame:
     """Which training images get augmented copies, and how many.
 
-    Each training-side class with fewer than ``augment_to`` original images is grown to exactly
-    ``augment_to``; its training images are used in a seeded random order, round-robin, so the
-    copies are spread evenly over the sources. Validation and test items are never sources.
+    Each training-side class with fewer than ``augment_to`` original images is grown to
+    ``augment_to`` (or to ``1 + max_copies`` times its size, if that is less); its training
+    images are used in a seeded random order, round-robin, so the copies are spread evenly over
+    the sources. Validation and test items are never sources.
 
     Args:
         sample: the capped sample (``id``, ``target``, ``split``).
         target: the label column.
         augment_to: the training-side size to grow small classes to (``None``: no augmentation).
+        max_copies: the most augmented copies one training image gives (``None``: no limit).
         seed: random seed.
 
     Returns:
@@ -272,6 +290,7 @@ def plan_augmentation(sample: pd.DataFrame, *, target: str, augment_to: int | No
     """
     columns_present(sample, ["id", target, "split"], "sample")
     augment_to = positive_int("augment_to", augment_to, allow_none=True)
+    max_copies = positive_int("max_copies", max_copies, allow_none=True)
     columns = ["id", "source_id", target]
     originals = sample if "augmented" not in sample.columns else sample[~sample["augmented"].astype(bool)]
     train = originals[originals["split"] == "train"]
@@ -281,6 +300,8 @@ def plan_augmentation(sample: pd.DataFrame, *, target: str, augment_to: int | No
     rows = []
     for label, group in sorted(train.groupby(target), key=lambda kv: str(kv[0])):
         need = augment_to - len(group)
+        if max_copies is not None:
+            need = min(need, max_copies * len(group))
         if need <= 0:
             continue
         sources = np.sort(group["id"].astype(str).to_numpy())
@@ -361,7 +382,8 @@ def _write_png(array: np.ndarray, path: Path) -> str:
 
 
 def augment_training_side(sample: pd.DataFrame, *, target: str, augment_to: int | None,
-                          out_dir: str | os.PathLike, augmenter: Any = None,
+                          out_dir: str | os.PathLike, max_copies: int | None = None,
+                          augmenter: Any = None,
                           seed: int = config.SEED, batch_size: int = 256, max_side: int | None = 512,
                           features_dir: str | os.PathLike | None = None,
                           ) -> tuple[pd.DataFrame, AugmentationReport]:
@@ -380,6 +402,7 @@ def augment_training_side(sample: pd.DataFrame, *, target: str, augment_to: int 
         target: the label column.
         augment_to: training-side size for small classes (``None``: no augmentation).
         out_dir: folder for the augmented images (``paths.interim / "augmented" / target``).
+        max_copies: the most copies one training image gives (``None``: no limit).
         augmenter: a callable like :func:`make_augmenter`'s (default: ``make_augmenter(seed=seed)``).
         seed: random seed for the plan and the default augmenter.
         batch_size: images augmented per call (and held in memory at once).
@@ -401,7 +424,8 @@ def augment_training_side(sample: pd.DataFrame, *, target: str, augment_to: int 
     base["id"] = base["id"].astype(str)
     base["source_id"] = base["id"]
     base["augmented"] = False
-    plan = plan_augmentation(base, target=target, augment_to=augment_to, seed=seed)
+    plan = plan_augmentation(base, target=target, augment_to=augment_to,
+                             max_copies=max_copies, seed=seed)
     out = Path(out_dir)
     report = AugmentationReport(planned=len(plan), out_dir=str(out),
                                 per_class={str(k): int(v) for k, v in plan[target].value_counts().sort_index().items()})
@@ -436,7 +460,8 @@ def augment_training_side(sample: pd.DataFrame, *, target: str, augment_to: int 
         report.reused = len(status["unchanged"])
         changed += status["rewritten"]
         write_json_atomic(manifest, {"fingerprint": fingerprint, "n": len(files), "target": target,
-                                     "augment_to": augment_to, "seed": seed}, indent=1)
+                                     "augment_to": augment_to, "max_copies": max_copies,
+                                     "seed": seed}, indent=1)
     wanted = {f.name for f in files}
     for stale in out.glob("*_aug*.png"):
         if stale.name not in wanted:

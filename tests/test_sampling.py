@@ -99,6 +99,35 @@ def test_plan_grows_only_training_side_minority_classes(tmp_path):
     assert sampling.plan_augmentation(capped, target=TARGET, augment_to=None).empty
 
 
+@pytest.mark.parametrize("max_copies", [1, 2, 3])
+def test_no_training_image_gives_more_than_max_copies(tmp_path, max_copies):
+    capped = sampling.cap_per_class(_split(_catalog(tmp_path)), target=TARGET, cap=30, seed=0)
+    plan = sampling.plan_augmentation(capped, target=TARGET, augment_to=1000,
+                                      max_copies=max_copies, seed=0)
+    before = capped[capped["split"] == "train"][TARGET].value_counts()
+    assert plan[TARGET].value_counts().to_dict() == {c: max_copies * n for c, n in before.items()}
+    assert plan["source_id"].value_counts().max() == max_copies
+    unlimited = sampling.plan_augmentation(capped, target=TARGET, augment_to=1000, seed=0)
+    assert unlimited[TARGET].value_counts().to_dict() == {c: 1000 - n for c, n in before.items()}
+    with pytest.raises(ValueError, match="max_copies=0"):
+        sampling.plan_augmentation(capped, target=TARGET, augment_to=10, max_copies=0)
+
+
+def test_augment_target_grows_towards_the_largest_training_class(tmp_path):
+    capped = sampling.cap_per_class(_split(_catalog(tmp_path)), target=TARGET, cap=30, seed=0)
+    largest = capped[capped["split"] == "train"][TARGET].value_counts().max()
+    assert sampling.augment_target(capped, target=TARGET) == largest
+    assert sampling.augment_target(capped, target=TARGET, ceiling=3) == 3
+    assert sampling.augment_target(capped, target=TARGET, augment_to=0) is None
+    assert sampling.augment_target(capped, target=TARGET, augment_to=7) == 7
+    balanced = capped.assign(**{TARGET: "A"})  # one class: nothing to grow
+    plan = sampling.plan_augmentation(
+        balanced, target=TARGET, augment_to=sampling.augment_target(balanced, target=TARGET))
+    assert plan.empty
+    with pytest.raises(ValueError, match="augment_to=-2"):
+        sampling.augment_target(capped, target=TARGET, augment_to=-2)
+
+
 def test_augmented_images_are_training_items_made_from_training_items(study):
     _, capped, sample, report = study
     copies = sample[sample["augmented"]]
