@@ -13,7 +13,7 @@ ONLY    ?=
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: all help setup data notebooks test test-fast lab explore bench tune-distributed clean
+.PHONY: all help setup data notebooks report test test-fast lab explore bench tune-distributed clean
 
 ## Set up, prepare the default data and execute every notebook (the full study)
 all: notebooks
@@ -39,6 +39,10 @@ data: setup
 ## Execute notebooks/NN_*.ipynb in order with papermill into reports/executed (QUICK=1, PARAMS=..., ONLY=...)
 notebooks: data
 	$(PY) -m fashion_utils.runner $(if $(filter 1 true yes,$(QUICK)),--quick) $(if $(ONLY),--only $(ONLY)) $(foreach p,$(PARAMS),-p $(p))
+
+## Rewrite the README's generated results from the metrics files (fashion_utils/report.py)
+report: setup
+	$(PY) -m fashion_utils.report
 
 ## Run the tests, including the quick papermill run of every notebook and the browser test
 test: data

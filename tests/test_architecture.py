@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"tuning", "finetune", "multioutput", "embeddings", "search_data", "retrieval", "eda"},
     {"distributed"},
     {"plots"},
-    {"widgets", "notebook", "runner"},
+    {"widgets", "notebook", "runner", "report"},
     {"bench"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -1,0 +1,92 @@
+"""The README's generated results: rendered from metrics files, and in sync with them."""
+
+from __future__ import annotations
+
+import pytest
+
+from fashion_utils import config, evaluation, report
+
+
+def test_markdown_table_formats_numbers_and_escapes_pipes():
+    table = report.markdown_table(["a", "b", "c"], [[0.98132, None, "x|y"], [1234, 0.5, 2]],
+                                  digits=3)
+    assert table.splitlines() == ["| a | b | c |", "|---|---|---|",
+                                  "| 0.981 | — | x\\|y |", "| 1,234 | 0.500 | 2 |"]
+    with pytest.raises(ValueError, match="2 cells for 3 columns"):
+        report.markdown_table(["a", "b", "c"], [[1, 2]])
+
+
+def test_update_text_rewrites_only_between_the_markers():
+    text = ("intro 0.5\n<!-- BEGIN generated:x -->\nold 1\nold 2\n<!-- END generated:x -->\n"
+            "outro\n")
+    new = report.update_text(text, {"x": "new table\n"})
+    assert new == ("intro 0.5\n<!-- BEGIN generated:x -->\nnew table\n"
+                   "<!-- END generated:x -->\noutro\n")
+    assert report.update_text(new, {"x": "new table"}) == new  # idempotent
+    with pytest.raises(ValueError, match="BEGIN generated:y"):
+        report.update_text(text, {"y": "z"})
+
+
+def _metrics(paths):
+    """The smallest metrics files the six notebooks write, as a real run would."""
+    per_class = {"Apparel": {"precision": 0.9, "recall": 0.8, "f1-score": 0.85, "support": 40},
+                 "Free Items": {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 1},
+                 "macro avg": {"precision": 0.45, "recall": 0.4, "f1-score": 0.425,
+                               "support": 41}}
+    scores = {"accuracy": 0.8123, "ci_low": 0.7011, "ci_high": 0.9012, "macro_f1": 0.4321,
+              "n_test": 41}
+    level = {"precision@5": 0.611, "mAP@10": 0.522, "MRR@10": 0.733, "recall@10": 0.144}
+    files = {
+        "01_eda": {"n_rows_read": 50, "n_kept": 45, "n_repaired": 2, "seconds": 1.0,
+                   "excluded_counts": {"missing image file": 5}},
+        "02_sampling_augmentation": {"n_study": 60, "augmented": 15, "max_copies": 2,
+                                     "seconds": 2.0, "dropped_classes": [
+                                         {"class": "Home", "items": 1, "reason": "fewer than 10"}]},
+        "03_baseline_cnn": {**scores, "backbone": "lite", "image_size": 96,
+                            "per_class": per_class, "seconds": 3.0},
+        "04_tuning": {"test": {"hyperband": {**scores, "accuracy": 0.7777}},
+                      "test_reads": {"count": 1, "models": ["hyperband"]}, "seconds": 4.0},
+        "05_recommendation": {
+            "metrics": list(level), "embedding_source": "pretrained", "finetuned_model": None,
+            "n_queries": 41, "relevance_levels": {"strict": ["articleType", "baseColour"]},
+            "whole_catalog": {"pretrained": {"articleType": level, "strict": level}},
+            "held_out": {"pretrained": {"articleType": {**level, "precision@5": 0.409},
+                                        "strict": level}}, "run_seconds": 5.0},
+        "06_multi_output": {"multi_output_seconds": 6.0, "single_target_seconds": 7.0,
+                            "seconds": 8.0, "per_attribute": [
+                                {"attribute": "usage", "classes": 3, "test items": 40,
+                                 "multi-output acc": 0.875, "95% CI": "0.8–0.9",
+                                 "single-target acc": 0.85}]},
+    }
+    for name, metrics in files.items():
+        evaluation.write_metrics(name, metrics, paths=paths)
+
+
+def test_the_real_sample_block_shows_what_the_metrics_hold(tmp_path):
+    paths = config.Paths(data_dir=tmp_path / "real_kaggle_sample", root=tmp_path).ensure()
+    _metrics(paths)
+    block = report.real_sample_block(paths)
+    assert "| 03 baseline: the original recipe on frozen lite features @ 96 px" in block
+    assert "| 0.8123 | 0.7011–0.9012 | 0.4321 | 41 |" in block
+    assert "| 04 hyperband | 0.7777 |" in block and "read it 1 times" in block
+    assert f"| {evaluation.ORIGINAL_STUDY['accuracy']:.4f} |" in block
+    assert "| Free Items | 0.000 | 0.000 | 0.000 | 1 |" in block
+    assert "Home (left the study: 1 items" in block and "macro avg" not in block
+    assert "| pretrained | articleType | 0.611 | 0.522 | 0.733 | 0.144 | 0.409 |" in block
+    assert "strict = same articleType + baseColour" in block
+    assert "| usage | 3 | 40 | 0.875 | 0.8–0.9 | 0.850 |" in block
+    assert "50 rows read, 45 kept, 2 repaired" in block and "5 missing image file" in block
+    assert "0.4 minutes in all" in block  # 1 + 2 + 3 + 4 + 5 + 8 = 23 s
+
+
+def test_a_missing_metrics_file_is_named(tmp_path):
+    paths = config.Paths(data_dir=tmp_path / "real_kaggle_sample", root=tmp_path).ensure()
+    with pytest.raises(FileNotFoundError, match="01_eda"):
+        report.real_sample_block(paths)
+
+
+def test_the_readme_is_in_sync_with_the_committed_metrics(monkeypatch):
+    """Every generated number in README.md is what the committed metrics files give: a typed
+    or stale number fails here (fix: python -m fashion_utils.report)."""
+    monkeypatch.setenv("FASHION_OUTPUT_ROOT", str(config.PROJ_ROOT))
+    assert report.update_readme(check=True) is False
