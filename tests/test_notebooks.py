@@ -82,6 +82,15 @@ def test_the_test_side_is_read_once_per_reported_model(quick_run):
     assert len(set(seeds)) == len(seeds)  # independent searches
     split = root / "data" / "processed" / "fashion-mnist-quick" / "splits.csv"
     assert split.is_file() and not list(split.parent.glob("splits_*.csv"))  # one split
+    metrics_dir = root / "reports" / "quick" / "metrics"
+    baseline = json.loads((metrics_dir / "03_baseline_cnn.json").read_text())
+    assert baseline["test_reads"] == {"count": 1, "models": [baseline["model"]]}
+    multi = json.loads((metrics_dir / "06_multi_output.json").read_text())
+    heads = [f"single {t}" for t in multi["targets"]]
+    assert multi["test_reads"] == {"count": 1 + len(heads), "models": ["multi-output", *heads]}
+    rec = json.loads((metrics_dir / "05_recommendation.json").read_text())
+    assert rec["test_reads"]["count"] == 2 * len(rec["test_reads"]["models"])  # both galleries
+    assert set(rec["test_reads"]["models"]) == {*rec["sources"], "random"}
 
 
 def test_recommendation_reports_whole_catalog_and_held_out(quick_run):
