@@ -13,7 +13,7 @@ ONLY    ?=
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: all help setup data notebooks report test test-fast lab explore bench tune-distributed clean
+.PHONY: all help setup data notebooks report screenshots test test-fast lab explore bench tune-distributed clean
 
 ## Set up, prepare the default data and execute every notebook (the full study)
 all: notebooks
@@ -47,6 +47,10 @@ report: setup
 ## Run the tests, including the quick papermill run of every notebook and the browser test
 test: data
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+## Refresh the explorer screenshots in reports/figures/ (the browser test; make test keeps them)
+screenshots: data
+	FASHION_SCREENSHOTS=$(CURDIR)/reports/figures $(PY) -m pytest -ra -m browser tests/test_browser.py
 
 ## Run the unit tests only (no notebooks, no browser)
 test-fast: setup

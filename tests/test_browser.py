@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,10 +30,12 @@ import pytest
 from browser_support import (CHROMIUM_ARGS, K, KERNEL_STATUS_IDLE, NOTEBOOK_NAME, QUERY_PX, RESULT_PX,
                              ExplorerNotebook, ServerProcess, captions_match, centre_pixel, find_chromium, image_report,
                              wait_for_captions, write_explorer_notebook)
-from fashion_utils.config import PROJ_ROOT
 
 CHROMIUM = find_chromium()
-FIGURES = PROJ_ROOT / "reports" / "figures"
+#: Screenshots go to a temporary folder, so that `make test` leaves the work tree clean;
+#: `make screenshots` sets FASHION_SCREENSHOTS=reports/figures to refresh the README's.
+FIGURES = Path(os.environ.get("FASHION_SCREENSHOTS")
+               or Path(tempfile.gettempdir()) / "fashion-explorer-screenshots")
 PICK_ROW = 25  # a Sneaker: another class than the first product (a T-shirt)
 KERNEL_TIMEOUT_MS = 60_000
 
@@ -173,7 +176,7 @@ def _diagnosed(page: Any, server: ServerProcess, tmp_path: Path) -> Iterator[Non
 
 
 def _screenshot(page: Any, name: str) -> Path:
-    """Save a page screenshot to ``reports/figures/<name>`` (written to a temporary name, then renamed)."""
+    """Save a page screenshot to ``FIGURES/<name>`` (written to a temporary name, then renamed)."""
     FIGURES.mkdir(parents=True, exist_ok=True)
     target = FIGURES / name
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
