@@ -136,7 +136,7 @@ def real_sample_block(paths: Paths) -> str:
     parts.append("\n**Time** (each notebook's own clock, 2 CPU cores): "
                  + " · ".join(f"{k} {v:,.0f} s" for k, v in seconds.items())
                  + f"; {sum(seconds.values()) / 60:.1f} minutes in all.")
-    return "\n".join(part.rstrip("\n") + "\n" for part in parts)
+    return "\n".join(part.strip("\n") + "\n" for part in parts)
 
 
 def _shown(path: Path) -> str:
