@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
 import pandas as pd
 
-from fashion_utils import checks, config, plots
+from fashion_utils import checks, config, evaluation, plots, provenance
 
 #: The product hierarchy, finest level first (the Kaggle catalog and the prepared Fashion-MNIST).
 HIERARCHY: tuple[str, ...] = ("articleType", "subCategory", "masterCategory")
@@ -192,6 +193,15 @@ class Run:
     def elapsed(self) -> float:
         """Seconds since :func:`setup`, rounded to 0.1 s (what the metrics files record)."""
         return round(self.clock() - self.started, 1)
+
+    def write_metrics(self, metrics: Mapping[str, Any]) -> Path:
+        """Write the run's metrics file (``evaluation.write_metrics``) with its provenance: the
+        commit, every parameter, the wall time, the machine and the library versions."""
+        record = provenance.collect(parameters={"QUICK": self.quick, "SEED": self.seed,
+                                                "DATA_DIR": str(self.paths.data_dir),
+                                                **self.parameters}, seconds=self.elapsed())
+        return evaluation.write_metrics(self.name, {**metrics, "provenance": record},
+                                        paths=self.paths)
 
     def __str__(self) -> str:
         mode = "quick mode" if self.quick else "full mode"

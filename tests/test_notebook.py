@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fashion_utils import config, notebook, runner
+from fashion_utils import config, evaluation, notebook, provenance, runner
 
 NOTEBOOK_NAMES = sorted(notebook.NOTEBOOKS)
 MODES = [False, True]
@@ -104,6 +104,22 @@ def test_setup_seeds_sets_the_style_and_finds_the_paths(tmp_path, output_root):
     assert plt.rcParams["axes.titleweight"] == "bold"
     assert run.paths == config.get_paths(data_dir, quick=True)
     assert run.paths.figures.is_dir() and str(run.paths.root) == str(output_root.resolve())
+
+
+def test_write_metrics_records_where_the_numbers_came_from(tmp_path, output_root):
+    data_dir = tmp_path / "catalog"
+    data_dir.mkdir()
+    run = _setup("03_baseline_cnn", _namespace("03_baseline_cnn", quick=True, DATA_DIR=data_dir,
+                                                EPOCHS=7))
+    path = run.write_metrics({"accuracy": 0.5})
+    assert path == run.paths.metrics / "03_baseline_cnn.json"
+    written = evaluation.read_metrics(run.name, paths=run.paths)
+    assert written["accuracy"] == 0.5
+    record = written["provenance"]
+    assert record["parameters"]["EPOCHS"] == 7 and record["parameters"]["QUICK"] is True
+    assert record["parameters"]["DATA_DIR"] == str(run.paths.data_dir)
+    assert record["git"] == provenance.git_state() and record["seconds"] >= 0
+    assert record["versions"]["numpy"] == np.__version__
 
 
 def test_str_names_the_run_and_marks_passed_values(output_root):

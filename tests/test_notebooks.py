@@ -52,6 +52,10 @@ def test_each_notebook_writes_its_metrics(quick_run):
     for path in executed:
         metrics = json.loads((metrics_dir / f"{path.stem}.json").read_text())
         assert metrics, f"{path.stem}.json is empty"
+        record = metrics["provenance"]  # where the numbers came from
+        assert record["parameters"]["QUICK"] is True, path.stem
+        assert record["git"]["commit"] is None or len(record["git"]["commit"]) == 40
+        assert record["seconds"] > 0 and record["machine"]["cpu_count"] >= 1
 
 
 def test_quick_mode_keeps_passed_parameters_and_fills_the_rest(quick_run):

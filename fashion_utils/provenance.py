@@ -1,0 +1,67 @@
+"""Where a result came from: the commit, the machine and the library versions of a run.
+
+:func:`collect` is what every notebook's metrics file records under ``"provenance"``
+(``notebook.Run.write_metrics``), so a number can be traced to the code and machine that made it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from typing import Any, Mapping
+
+from fashion_utils import config
+
+__all__ = ["PACKAGES", "collect", "git_state"]
+
+#: The libraries whose versions a result depends on (those installed are recorded).
+PACKAGES: tuple[str, ...] = ("tensorflow", "tensorflow-cpu", "keras", "keras-tuner", "numpy",
+                             "pandas", "scikit-learn", "pillow", "faiss-cpu", "papermill")
+
+
+def git_state(root: os.PathLike | str = config.PROJ_ROOT) -> dict[str, Any]:
+    """``{"commit": <HEAD or None>, "dirty": <tracked files changed, or None>}``; ``None`` where
+    ``root`` is not a git checkout or git is missing."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def _gpus() -> list[str] | None:
+    """The GPUs TensorFlow sees, if this process already imported it (never imports it)."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return None
+    return [d.name for d in tf.config.list_physical_devices("GPU")]
+
+
+def collect(*, parameters: Mapping[str, Any] | None = None,
+            seconds: float | None = None) -> dict[str, Any]:
+    """The run's provenance: git commit, parameters, wall time, machine and library versions."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "git": git_state(),
+        "parameters": dict(parameters or {}),
+        "seconds": seconds,
+        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu_count": os.cpu_count(), "gpus": _gpus(),
+                    "platform": platform.platform(), "python": platform.python_version()},
+        "versions": versions,
+    }

@@ -1,0 +1,40 @@
+"""Provenance: the commit, parameters, machine and versions every metrics file records."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+from fashion_utils import config, provenance
+
+
+def test_outside_a_git_checkout_the_commit_is_unknown(tmp_path):
+    assert provenance.git_state(tmp_path) == {"commit": None, "dirty": None}
+
+
+def test_in_a_git_checkout_the_commit_and_dirty_flag_are_read(tmp_path):
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, env=env,
+                       capture_output=True)
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("1")
+    git("add", "a.txt")
+    git("commit", "-q", "-m", "one")
+    state = provenance.git_state(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40}", state["commit"]) and state["dirty"] is False
+    (tmp_path / "a.txt").write_text("2")
+    assert provenance.git_state(tmp_path) == {"commit": state["commit"], "dirty": True}
+
+
+def test_collect_records_parameters_time_machine_and_versions():
+    record = provenance.collect(parameters={"TARGET": "label", "EPOCHS": 3}, seconds=12.5)
+    assert record["parameters"] == {"TARGET": "label", "EPOCHS": 3}
+    assert record["seconds"] == 12.5
+    assert record["machine"]["cpu_count"] == os.cpu_count()
+    assert record["machine"]["gpus"] is None or isinstance(record["machine"]["gpus"], list)
+    assert {"numpy", "pandas", "keras"} <= set(record["versions"])
+    assert set(record["versions"]) <= set(provenance.PACKAGES)
+    assert record["git"] == provenance.git_state(config.PROJ_ROOT)
