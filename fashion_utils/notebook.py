@@ -134,7 +134,7 @@ NOTEBOOKS: Mapping[str, NotebookDefaults] = MappingProxyType({
         PROBE_IMAGES=Default(500, quick=0)),
     "05_recommendation": _notebook(
         ["TARGET", "SEED", "BACKBONE", "IMAGE_SIZE"],
-        choices={"EMBEDDING_SOURCE": ("pretrained", "finetuned")}),
+        choices={"EMBEDDING_SOURCE": ("auto", "pretrained", "finetuned", "colour histogram")}),
     "06_multi_output": _notebook(
         ["TARGET", "SEED", "BACKBONE", "IMAGE_SIZE"],
         EPOCHS=Default(40, quick=5),

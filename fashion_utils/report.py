@@ -119,10 +119,11 @@ def real_sample_block(paths: Paths) -> str:
         "\n**Per class** (03 baseline, test side):\n",
         markdown_table(["class", "precision", "recall", "F1", "test items"],
                        _per_class_rows(baseline, sampling), digits=3),
-        f"\n**Retrieval** (05: embeddings from `{rec['embedding_source']}` = "
+        f"\n**Retrieval** (05; fine-tuned model: "
         f"`{Path(rec.get('finetuned_model') or '').name or 'none'}`; {rec['n_queries']:,} "
         f"test-side queries; whole catalog = every other product, held out = the other "
-        f"test-side products; strict = same {' + '.join(rec['relevance_levels']['strict'])}):\n",
+        f"test-side products; strict = same {' + '.join(rec['relevance_levels']['strict'])}). "
+        f"{_choice(rec)}\n",
         markdown_table(["source", "level", *(f"whole: {m}" for m in metrics),
                         *(f"held out: {m}" for m in metrics)], _retrieval_rows(rec), digits=3),
         f"\n**Every attribute at once** (06: one shared trunk, one head per attribute, "
@@ -137,6 +138,15 @@ def real_sample_block(paths: Paths) -> str:
                  + " · ".join(f"{k} {v:,.0f} s" for k, v in seconds.items())
                  + f"; {sum(seconds.values()) / 60:.1f} minutes in all.")
     return "\n".join(part.strip("\n") + "\n" for part in parts)
+
+
+def _choice(rec: Mapping[str, Any]) -> str:
+    choice = rec.get("embedding_choice")
+    if not choice:
+        return f"The recommender uses the `{rec['embedding_source']}` embeddings."
+    scores = ", ".join(f"{s} {v:.3f}" for s, v in choice["scores"].items()) or "too few to judge"
+    return (f"The recommender uses the `{rec['embedding_source']}` embeddings, chosen on "
+            f"{choice['on']} ({choice['n_queries']:,} validation queries: {scores}).")
 
 
 def _shown(path: Path) -> str:

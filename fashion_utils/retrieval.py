@@ -388,24 +388,54 @@ def scores_by_source(table: pd.DataFrame, *, metrics: Sequence[str],
 
 
 def query_ids_for_evaluation(catalog: pd.DataFrame, *, splits_path: str | os.PathLike | None = None,
-                             seed: int = SEED, fraction: float = 0.2) -> tuple[list[str], str]:
-    """The test-split ids of the catalog, used as evaluation queries, and where they came from.
+                             split: str = "test", seed: int = SEED,
+                             fraction: float = 0.2) -> tuple[list[str], str]:
+    """The ids of one side of the split (``"test"`` or ``"val"``), used as evaluation queries,
+    and where they came from.
 
-    Priority: notebook 02's ``splits.csv`` (ids with split ``"test"`` that are in the catalog),
-    then the catalog's own ``split`` column, then a seeded random ``fraction``.
+    Priority: notebook 02's ``splits.csv`` (ids with that split that are in the catalog), then
+    the catalog's own ``split`` column, then (test side only) a seeded random ``fraction``; a
+    validation side that is nowhere to be found gives no ids.
     """
     ids = catalog["id"].astype(str)
     if splits_path is not None and Path(splits_path).is_file():
         splits = pd.read_csv(splits_path, dtype={"id": str})
-        test = set(splits.loc[splits["split"] == "test", "id"])
-        chosen = ids[ids.isin(test)].tolist()
+        side = set(splits.loc[splits["split"] == split, "id"])
+        chosen = ids[ids.isin(side)].tolist()
         if chosen:
-            return chosen, f"{Path(splits_path).name} (test split)"
-    if "split" in catalog.columns and (catalog["split"] == "test").any():
-        return ids[catalog["split"].to_numpy() == "test"].tolist(), "catalog split column (test)"
+            return chosen, f"{Path(splits_path).name} ({split} split)"
+    if "split" in catalog.columns and (catalog["split"] == split).any():
+        return ids[catalog["split"].to_numpy() == split].tolist(), f"catalog split column ({split})"
+    if split != "test":
+        return [], f"no {split} side"
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1]. Received: fraction={fraction!r}")
     n = max(1, int(round(fraction * len(ids))))
     return ids.sample(n, random_state=seed).tolist(), f"random {fraction:.0%} of the catalog"
 
 
+
+
+def choose_source(sources: Mapping[str, Any], *, ids: Sequence[Any], metadata: pd.DataFrame,
+                  query_ids: Sequence[Any], level: Mapping[str, Sequence[str]], k: int = 5,
+                  default: str = "pretrained",
+                  seed: int = SEED) -> tuple[str, dict[str, float]]:
+    """The embedding source with the best precision@k on ``query_ids`` (the validation side)
+    searched among themselves, at the one relevance ``level`` (name -> columns).
+
+    Returns:
+        ``(chosen, {source: precision@k})``; ties go to the earlier source. With too few
+        queries to judge (a gallery needs more than 10 items), ``(default, {})``.
+    """
+    if len(level) != 1:
+        raise ValueError(f"level must name exactly one relevance level. Received: {level!r}")
+    if default not in sources:
+        raise ValueError(f"default must be one of the sources {list(sources)}. "
+                         f"Received: default={default!r}")
+    if len(query_ids) <= 10:
+        return default, {}
+    table = evaluate_sources(sources, ids=ids, metadata=metadata, query_ids=query_ids,
+                             levels=level, gallery_ids=query_ids, k=k, seed=seed,
+                             random_name=None)
+    scores = {str(s): round(float(v), 4) for s, v in zip(table["source"], table[f"precision@{k}"])}
+    return max(scores, key=lambda s: scores[s]), scores

@@ -118,3 +118,7 @@ def test_recommendation_reports_whole_catalog_and_held_out(quick_run):
                     assert isinstance(value, float) and 0 <= value <= 1, (evaluation, source,
                                                                           level, metric, value)
     assert rec["retrieval"] == rec["whole_catalog"]  # the key earlier runs wrote
+    choice = rec["embedding_choice"]  # chosen on validation, not by which model file exists
+    assert choice["n_queries"] > 10 and set(choice["scores"]) == set(rec["sources"])
+    assert choice["chosen"] == max(choice["scores"], key=choice["scores"].get)
+    assert rec["embedding_source"] == choice["chosen"]  # EMBEDDING_SOURCE="auto"

@@ -49,6 +49,9 @@ def _metrics(paths):
         "05_recommendation": {
             "metrics": list(level), "embedding_source": "pretrained", "finetuned_model": None,
             "n_queries": 41, "relevance_levels": {"strict": ["articleType", "baseColour"]},
+            "embedding_choice": {"on": "validation precision@5 at articleType", "n_queries": 12,
+                                 "scores": {"pretrained": 0.6, "finetuned": 0.25},
+                                 "chosen": "pretrained"},
             "whole_catalog": {"pretrained": {"articleType": level, "strict": level}},
             "held_out": {"pretrained": {"articleType": {**level, "precision@5": 0.409},
                                         "strict": level}}, "run_seconds": 5.0},
@@ -74,6 +77,8 @@ def test_the_real_sample_block_shows_what_the_metrics_hold(tmp_path):
     assert "Home (left the study: 1 items" in block and "macro avg" not in block
     assert "| pretrained | articleType | 0.611 | 0.522 | 0.733 | 0.144 | 0.409 |" in block
     assert "strict = same articleType + baseColour" in block
+    assert ("uses the `pretrained` embeddings, chosen on validation precision@5 at articleType "
+            "(12 validation queries: pretrained 0.600, finetuned 0.250)") in block
     assert "| usage | 3 | 40 | 0.875 | 0.8–0.9 | 0.850 |" in block
     assert "50 rows read, 45 kept, 2 repaired" in block and "5 missing image file" in block
     assert "0.4 minutes in all" in block  # 1 + 2 + 3 + 4 + 5 + 8 = 23 s

@@ -100,6 +100,18 @@ def test_query_ids_for_evaluation_prefers_saved_splits(tmp_path):
     assert len(ids) == 2 and "random" in source
 
 
+def test_the_validation_side_comes_from_the_splits_and_is_never_drawn_at_random(tmp_path):
+    catalog = pd.DataFrame({"id": ["1", "2", "3", "4"], "split": ["train", "val", "test", "val"]})
+    splits = tmp_path / "splits.csv"
+    pd.DataFrame({"id": ["1", "2", "3", "4"],
+                  "split": ["val", "train", "test", "val"]}).to_csv(splits, index=False)
+    ids, source = retrieval.query_ids_for_evaluation(catalog, splits_path=splits, split="val")
+    assert ids == ["1", "4"] and "val split" in source
+    assert retrieval.query_ids_for_evaluation(catalog, split="val")[0] == ["2", "4"]
+    assert retrieval.query_ids_for_evaluation(catalog.drop(columns="split"), split="val") == (
+        [], "no val side")
+
+
 # --------------------------------------------------------------------------- MRR and recall
 
 
@@ -306,3 +318,28 @@ def test_comparison_table_groups_sources_under_each_level():
     assert list(out.index) == [("t", "a"), ("t", "b"), ("s", "a"), ("s", "b")]
     assert list(out.columns) == ["MRR@10", "chance", "n_queries"]
     assert list(out["MRR@10"]) == [0.9, 0.4, 0.5, 0.2]
+
+
+def test_the_source_is_chosen_on_the_queries_it_is_given():
+    """The embedding that separates the classes wins over noise, whatever their order; with
+    ten or fewer queries nothing can be judged and the default stays."""
+    meta, x, test_ids = _catalog_with_wrong_twins()
+    noise = np.random.default_rng(1).standard_normal(x.shape)
+    level = {"articleType": ["articleType"]}
+    for sources in ({"pretrained": noise, "finetuned": x}, {"finetuned": x, "pretrained": noise}):
+        chosen, scores = retrieval.choose_source(sources, ids=meta["id"], metadata=meta,
+                                                 query_ids=test_ids, level=level, k=5)
+        assert chosen == "finetuned" and scores["finetuned"] == 1.0
+        assert scores["pretrained"] < 0.6 and set(scores) == set(sources)
+    tie, _ = retrieval.choose_source({"pretrained": x, "finetuned": x.copy()}, ids=meta["id"],
+                                     metadata=meta, query_ids=test_ids, level=level)
+    assert tie == "pretrained"  # ties: the earlier source
+    few = retrieval.choose_source({"pretrained": noise, "finetuned": x}, ids=meta["id"],
+                                  metadata=meta, query_ids=test_ids[:10], level=level)
+    assert few == ("pretrained", {})
+    with pytest.raises(ValueError, match="exactly one relevance level"):
+        retrieval.choose_source({"pretrained": x}, ids=meta["id"], metadata=meta,
+                                query_ids=test_ids, level={**level, "b": ["articleType"]})
+    with pytest.raises(ValueError, match="default='clip'"):
+        retrieval.choose_source({"pretrained": x}, ids=meta["id"], metadata=meta,
+                                query_ids=test_ids, level=level, default="clip")
