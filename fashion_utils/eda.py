@@ -8,6 +8,8 @@ from typing import Sequence
 import pandas as pd
 from PIL import Image
 
+from fashion_utils.checks import positive_int
+
 
 def frequency_table(catalog: pd.DataFrame, column: str, *, within: str | None = None) -> pd.DataFrame:
     """Counts and shares of each value of ``column`` (largest first).
@@ -80,10 +82,7 @@ def samples_per_class(catalog: pd.DataFrame, column: str, *, per_class: int = 6,
         raise ValueError(f"Unknown column {column!r}. Received columns: {list(catalog.columns)}")
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1. Received: per_class={per_class!r}")
-    if max_classes is not None and (isinstance(max_classes, bool) or not isinstance(max_classes, int)
-                                    or max_classes < 1):
-        raise ValueError(f"max_classes must be an integer >= 1 or None. "
-                         f"Received: max_classes={max_classes!r}")
+    max_classes = positive_int("max_classes", max_classes, allow_none=True)
     order = list(classes) if classes is not None else catalog[column].value_counts().index.tolist()
     order = order[:max_classes]
     parts = [catalog[catalog[column] == c].sample(min(per_class, int((catalog[column] == c).sum())),

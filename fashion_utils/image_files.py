@@ -29,6 +29,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from fashion_utils.atomic import write_csv_atomic
+from fashion_utils.checks import positive_int
 
 
 PathLike = str | os.PathLike
@@ -120,9 +121,7 @@ def read_thumbnail(path: PathLike, *, max_side: int) -> np.ndarray:
     Returns:
         An array of shape ``(H, W, 3)`` with ``max(H, W) <= max_side``.
     """
-    if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 8:
-        raise ValueError(f"max_side must be an integer >= 8. Received: max_side={max_side!r}")
-    side = int(max_side)
+    side = positive_int("max_side", max_side, minimum=8)
     with open(path, "rb") as fh:
         try:
             with Image.open(fh) as img:

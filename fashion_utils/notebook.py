@@ -299,15 +299,6 @@ def label_columns(catalog: pd.DataFrame, *, target: str | None = None,
                      f"{[*attributes, PLAIN_LABEL]}. Received: columns={list(catalog.columns)}")
 
 
-def finest_label(catalog: pd.DataFrame, *, candidates: Sequence[str] = HIERARCHY) -> str:
-    """The first of ``candidates`` (finest level first) that is a column of ``catalog``."""
-    for column in candidates:
-        if column in catalog.columns:
-            return column
-    raise ValueError(f"The catalog has none of the label columns {list(candidates)}. "
-                     f"Received: columns={list(catalog.columns)}")
-
-
 def quick_subset(catalog: pd.DataFrame, *, seed: int = config.SEED,
                  per_class: int = config.QUICK_PER_CLASS) -> pd.DataFrame:
     """The small, balanced catalog of quick runs: ``per_class`` random products of each class of

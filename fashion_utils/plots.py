@@ -24,6 +24,7 @@ from PIL import Image
 
 from fashion_utils import eda, evaluation
 from fashion_utils.atomic import atomic_path
+from fashion_utils.checks import positive_int
 from fashion_utils.config import Paths
 from fashion_utils.image_files import read_thumbnail
 
@@ -171,8 +172,7 @@ def class_grid(catalog: pd.DataFrame, column: str, *, per_class: int = 8, seed: 
     Returns:
         The figure.
     """
-    if isinstance(max_classes, bool) or not isinstance(max_classes, int) or max_classes < 1:
-        raise ValueError(f"max_classes must be an integer >= 1. Received: max_classes={max_classes!r}")
+    max_classes = positive_int("max_classes", max_classes)
     counts = catalog[column].value_counts() if column in catalog.columns else None
     shown = eda.samples_per_class(catalog, column, per_class=per_class, seed=seed,
                                   max_classes=max_classes)

@@ -11,7 +11,6 @@ Each generated block of ``README.md`` sits between ``<!-- BEGIN generated:<name>
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -20,33 +19,12 @@ from fashion_utils import config
 from fashion_utils.atomic import write_text_atomic
 from fashion_utils.config import Paths
 from fashion_utils.evaluation import ORIGINAL_STUDY, read_metrics
+from fashion_utils.markdown import markdown_table, replace_block
 
-__all__ = ["BLOCKS", "markdown_table", "real_sample_block", "render_blocks", "update_readme",
-           "update_text"]
+__all__ = ["BLOCKS", "real_sample_block", "render_blocks", "update_readme", "update_text"]
 
 README = config.PROJ_ROOT / "README.md"
 RETRIEVAL_LEVELS = ("articleType", "strict")  # the two relevance levels the README shows
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
-                   digits: int = 4) -> str:
-    """A GitHub-flavoured Markdown table; floats get ``digits`` decimals, ``None`` a dash."""
-    header = list(header)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [_num(v, digits).replace("|", "\\|") for v in row]
-        if len(cells) != len(header):
-            raise ValueError(f"a row has {len(cells)} cells for {len(header)} columns: {row!r}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _ci(m: Mapping[str, Any]) -> str:
@@ -178,12 +156,8 @@ def render_blocks(names: Sequence[str] | None = None) -> dict[str, str]:
 def update_text(text: str, blocks: Mapping[str, str]) -> str:
     """Replace each block's text between its BEGIN and END markers; every marker must exist."""
     for name, body in blocks.items():
-        pattern = re.compile(rf"(<!-- BEGIN generated:{re.escape(name)} -->\n)(.*?)"
-                             rf"(<!-- END generated:{re.escape(name)} -->)", re.S)
-        if not pattern.search(text):
-            raise ValueError(f"no '<!-- BEGIN generated:{name} -->' ... '<!-- END "
-                             f"generated:{name} -->' markers in the text")
-        text = pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(3), text)
+        text = replace_block(text, f"<!-- BEGIN generated:{name} -->",
+                             f"<!-- END generated:{name} -->", body)
     return text
 
 

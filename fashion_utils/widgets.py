@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from fashion_utils.checks import positive_int
 from fashion_utils.plots import (MAX_CLASSES, image_grid, left_out_note, max_figure_inches,
                                  thumbnail)
 
@@ -48,11 +49,6 @@ def png_thumbnail(path: str, size: int) -> bytes:
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _read_rgb(image: Any) -> np.ndarray:
-    """A thumbnail of an image path or array (figures never draw full-size photos)."""
-    return thumbnail(image)
 
 
 def _by_id(catalog: pd.DataFrame) -> pd.DataFrame:
@@ -94,9 +90,9 @@ def render_recommendations(catalog: pd.DataFrame, results: pd.DataFrame, *, quer
     cat = _by_id(catalog)
     if isinstance(query, str) and query in cat.index:
         row = cat.loc[query]
-        q_img, title = _read_rgb(row["image_path"]), query_title or f"query {query}\n{_label(row, label_column)}"
+        q_img, title = thumbnail(row["image_path"]), query_title or f"query {query}\n{_label(row, label_column)}"
     else:
-        q_img, title = _read_rgb(query), query_title or "query (new image)"
+        q_img, title = thumbnail(query), query_title or "query (new image)"
     n = 1 + len(results)
     size = min(size, max_figure_inches() / n)
     fig, axes = plt.subplots(1, n, figsize=(size * n, size + 0.7), squeeze=False)
@@ -105,7 +101,7 @@ def render_recommendations(catalog: pd.DataFrame, results: pd.DataFrame, *, quer
     axes[0].set_title(title, fontsize=9, fontweight="bold", color="#C44E52")
     for ax, (_, res) in zip(axes[1:], results.iterrows()):
         row = cat.loc[str(res["id"])]
-        ax.imshow(_read_rgb(row["image_path"]))
+        ax.imshow(thumbnail(row["image_path"]))
         ax.set_title(f"{res['score']:.3f}\n{_label(row, label_column)}", fontsize=9)
     for ax in axes:
         ax.set_xticks([])
@@ -156,8 +152,7 @@ def render_recommendation_grid(catalog: pd.DataFrame, index: Any, query_ids: Seq
     """
     if not len(query_ids):
         raise ValueError("render_recommendation_grid needs at least one query id. Received: 0")
-    if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1:
-        raise ValueError(f"max_queries must be an integer >= 1. Received: max_queries={max_queries!r}")
+    max_queries = positive_int("max_queries", max_queries)
     cat = _by_id(catalog)
     shown = _largest_classes_first(cat, query_ids, label_column, max_queries)
     blocks, size = _blocks_per_row(len(shown), k, size)
@@ -175,13 +170,13 @@ def render_recommendation_grid(catalog: pd.DataFrame, index: Any, query_ids: Seq
         row = axes[q // blocks, (q % blocks) * (k + 1):(q % blocks + 1) * (k + 1)]
         qrow = cat.loc[qid]
         qlabel = _label(qrow, label_column)
-        row[0].imshow(_read_rgb(qrow["image_path"]))
+        row[0].imshow(thumbnail(qrow["image_path"]))
         row[0].set_title(f"query\n{qlabel}", fontsize=fontsize, fontweight="bold")
         results = index.query(qid, k, filters=filters)
         for c, (_, res) in enumerate(results.iterrows(), start=1):
             hit = cat.loc[str(res["id"])]
             label = _label(hit, label_column)
-            row[c].imshow(_read_rgb(hit["image_path"]))
+            row[c].imshow(thumbnail(hit["image_path"]))
             row[c].set_title(f"{res['score']:.3f}\n{label}", fontsize=fontsize,
                              color="#2E7D32" if label == qlabel else "#C62828")
     note = left_out_note(len(shown), len(query_ids), what="queries", largest=False)
@@ -198,7 +193,7 @@ def render_thumbnail_page(catalog: pd.DataFrame, ids: Sequence[str], *,
 
     cat = _by_id(catalog)
     rows = [cat.loc[str(i)] for i in ids]
-    return image_grid([_read_rgb(r["image_path"]) for r in rows], ncols=ncols, size=size,
+    return image_grid([thumbnail(r["image_path"]) for r in rows], ncols=ncols, size=size,
                       titles=[f"{r['id'] if 'id' in r else r.name}\n{_label(r, label_column)}" for r in rows])
 
 

@@ -11,11 +11,10 @@ Fixtures:
     tiny_kaggle_dir       ``make_kaggle_dir`` with its defaults: 24 products, 3 master categories.
     quirky_kaggle_dir     a Kaggle-layout catalog with every known quirk (see its docstring).
     fashion_mnist_idx     12 train + 4 test images as gzipped idx files, with the arrays.
-    make_folder_catalog   builds a folder-per-class catalog whose labels are not fashion.
-    make_csv_catalog      builds a catalog described by a CSV of other labels (``styles.csv``
-                          with ``id, label, tone`` + ``images/``), ids with spaces and accents.
 
-Helpers for the notebook runs: ``run_quick_study`` (every notebook, quick mode, outputs in a
+Builders the catalog-kind tests call: ``build_folder_catalog`` (a folder per class whose labels
+are not fashion) and ``build_csv_catalog`` (``styles.csv`` with ``id, label, tone`` +
+``images/``, ids with spaces and accents). Helpers for the notebook runs: ``run_quick_study`` (every notebook, quick mode, outputs in a
 throw-away root) and ``code_outputs`` (every output of an executed notebook's code cells); for
 figures: the ``notebook_style`` fixture and ``saved_pixels`` (a figure's size as saved).
 """
@@ -139,9 +138,14 @@ def build_kaggle_dir(root: Path, *, n_per_type: int = 4, image_size: int = 32) -
                          str(2011 + k % 5), "Casual", f"{gender} {article} {row_id}"])
             write_image(root / "images" / f"{row_id}.jpg", size=(image_size, image_size), color=color,
                         seed=int(row_id))
+    return _write_styles(root, KAGGLE_COLUMNS, rows)
+
+
+def _write_styles(root: Path, header: list[str], rows: list[list[str]]) -> Path:
+    """Write ``root/styles.csv`` (a header, then the rows); returns ``root``."""
     with open(root / "styles.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(KAGGLE_COLUMNS)
+        writer.writerow(header)
         writer.writerows(rows)
     return root
 
@@ -277,14 +281,6 @@ def build_folder_catalog(root: Path, *, n_per_class: int = 15, image_size: int =
     return root
 
 
-@pytest.fixture
-def make_folder_catalog(tmp_path: Path) -> Callable[..., Path]:
-    """``make_folder_catalog(name="folders", *, n_per_class=15, image_size=32) -> folder``."""
-    def make(name: str = "folders", **options) -> Path:
-        return build_folder_catalog(tmp_path / name, **options)
-    return make
-
-
 def build_csv_catalog(root: Path, *, n_per_class: int = 15, image_size: int = 32) -> Path:
     """A catalog described by a CSV of non-fashion labels: ``styles.csv`` (``id, label, tone``)
     and ``images/<id>.jpg``. Ids hold spaces and non-ASCII letters (``"größe 7"``)."""
@@ -296,19 +292,7 @@ def build_csv_catalog(root: Path, *, n_per_class: int = 15, image_size: int = 32
             rows.append([row_id, label, ("light", "dark")[k % 2]])
             write_image(root / "images" / f"{row_id}.jpg", size=(image_size, image_size),
                         color=color, seed=100 * c + k)
-    with open(root / "styles.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["id", "label", "tone"])
-        writer.writerows(rows)
-    return root
-
-
-@pytest.fixture
-def make_csv_catalog(tmp_path: Path) -> Callable[..., Path]:
-    """``make_csv_catalog(name="csv_catalog", *, n_per_class=15, image_size=32) -> folder``."""
-    def make(name: str = "csv_catalog", **options) -> Path:
-        return build_csv_catalog(tmp_path / name, **options)
-    return make
+    return _write_styles(root, ["id", "label", "tone"], rows)
 
 
 # --------------------------------------------------------------------------- notebook runs

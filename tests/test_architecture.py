@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fashion_utils"
 
 #: docs/ARCHITECTURE.md's rooms, bottom to top.
 LAYERS: list[set[str]] = [
-    {"config", "atomic", "checks"},
+    {"config", "atomic", "checks", "markdown"},
     {"image_files", "fashion_mnist", "lite0", "provenance"},
     {"data", "backbones"},
     {"features", "splits"},

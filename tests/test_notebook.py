@@ -263,7 +263,7 @@ def test_quick_subset_is_balanced_seeded_and_in_catalog_order(per_class, seed):
 
 def test_quick_subset_groups_by_the_finest_label():
     catalog = _catalog({"x": 6, "y": 6}, column="subCategory")
-    assert notebook.finest_label(catalog) == "subCategory"
+    assert notebook.label_columns(catalog)[0] == "subCategory"
     subset = notebook.quick_subset(catalog, per_class=2)
     assert subset["subCategory"].value_counts().to_dict() == {"x": 2, "y": 2}
 

@@ -7,15 +7,6 @@ import pytest
 from fashion_utils import config, evaluation, report
 
 
-def test_markdown_table_formats_numbers_and_escapes_pipes():
-    table = report.markdown_table(["a", "b", "c"], [[0.98132, None, "x|y"], [1234, 0.5, 2]],
-                                  digits=3)
-    assert table.splitlines() == ["| a | b | c |", "|---|---|---|",
-                                  "| 0.981 | — | x\\|y |", "| 1,234 | 0.500 | 2 |"]
-    with pytest.raises(ValueError, match="2 cells for 3 columns"):
-        report.markdown_table(["a", "b", "c"], [[1, 2]])
-
-
 def test_update_text_rewrites_only_between_the_markers():
     text = ("intro 0.5\n<!-- BEGIN generated:x -->\nold 1\nold 2\n<!-- END generated:x -->\n"
             "outro\n")

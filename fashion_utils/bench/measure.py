@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from fashion_utils import config
 from fashion_utils.atomic import write_json_atomic, write_text_atomic
+from fashion_utils.markdown import markdown_table as _markdown_table, replace_block
 
 __all__ = [
     "README_MARKER",
@@ -190,16 +191,14 @@ def update_readme(markdown: str, *, readme: str | os.PathLike | None = None,
     """
     readme = Path(readme) if readme is not None else config.PROJ_ROOT / "README.md"
     start, end = readme_markers(section)
-    text = readme.read_text()
-    if start not in text or end not in text:
+    try:
+        text = replace_block(readme.read_text(), start, end, markdown)
+    except ValueError as err:
         raise ValueError(f"README lacks the markers {start} / {end}. "
-                         f"Received: readme={str(readme)!r}")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    return write_text_atomic(readme, f"{head}{start}\n{markdown}\n{end}{tail}")
+                         f"Received: readme={str(readme)!r}") from err
+    return write_text_atomic(readme, text)
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """The lines of a Markdown table: the header, the rule, one line per row."""
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(row) + " |" for row in rows)]
+    """The lines of a Markdown table (``markdown.markdown_table``): header, rule, one per row."""
+    return _markdown_table(header, rows).splitlines()
