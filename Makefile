@@ -11,24 +11,31 @@ PARAMS  ?=
 # Only some notebooks, e.g. make notebooks ONLY="03 04"
 ONLY    ?=
 WORKERS ?= 2
+# The whole study's time budget in minutes (2 CPU cores: 60); it scales notebook 04's heavy steps
+BUDGET_MINUTES ?= 60
 PYTEST_ARGS ?=
+# TensorFlow's build: cpu (tensorflow-cpu) or gpu (tensorflow[and-cuda]); switch on a fresh .venv
+TF      ?= cpu
+ifeq ($(filter cpu gpu,$(TF)),)
+$(error TF must be cpu or gpu. Received: TF=$(TF))
+endif
 
-.PHONY: all help setup data notebooks report screenshots test test-fast lab explore bench tune-distributed clean
+.PHONY: all help setup data study notebooks report screenshots test test-fast lab explore bench tune-distributed clean
 
-## Set up, prepare the default data and execute every notebook (the full study)
-all: notebooks
+## The whole study: set up, prepare the data, run every notebook for both targets, write the report
+all: study report
 
 ## Print this help
 help:
 	@awk '/^## /{doc=substr($$0,4); next} /^[a-zA-Z_-]+:/{if(doc){split($$1,t,":"); printf "  %-18s %s\n", t[1], doc}; doc=""}' $(MAKEFILE_LIST)
 
-## Create .venv and install the package with the notebook stack (idempotent)
+## Create .venv and install the package with the notebook stack (idempotent; TF=gpu: CUDA build)
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,$(TF)]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" > /dev/null
 	touch $(STAMP)
 
@@ -36,7 +43,11 @@ $(STAMP): pyproject.toml
 data: setup
 	$(PY) -m fashion_utils.data prepare-fashion-mnist
 
-## Execute notebooks/NN_*.ipynb in order with papermill into reports/executed (QUICK=1, PARAMS=..., ONLY=...)
+## Execute the whole study (fashion_utils/budget.py) within BUDGET_MINUTES, with a timing table
+study: data
+	$(PY) -m fashion_utils.runner --study --budget-minutes $(BUDGET_MINUTES) $(if $(filter 1 true yes,$(QUICK)),--quick) $(foreach p,$(PARAMS),-p $(p))
+
+## Execute notebooks/NN_*.ipynb in order with papermill into reports/<catalog>/executed (QUICK=1, PARAMS=..., ONLY=...)
 notebooks: data
 	$(PY) -m fashion_utils.runner $(if $(filter 1 true yes,$(QUICK)),--quick) $(if $(ONLY),--only $(ONLY)) $(foreach p,$(PARAMS),-p $(p))
 
@@ -48,9 +59,9 @@ report: setup
 test: data
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
-## Refresh the explorer screenshots in reports/figures/ (the browser test; make test keeps them)
+## Refresh the explorer screenshots in reports/fashion-mnist/figures/ (the browser test; make test keeps them)
 screenshots: data
-	FASHION_SCREENSHOTS=$(CURDIR)/reports/figures $(PY) -m pytest -ra -m browser tests/test_browser.py
+	FASHION_SCREENSHOTS=$(CURDIR)/reports/fashion-mnist/figures $(PY) -m pytest -ra -m browser tests/test_browser.py
 
 ## Run the unit tests only (no notebooks, no browser)
 test-fast: setup
@@ -74,4 +85,4 @@ tune-distributed: data
 
 ## Remove derived data, models and executed notebooks (keeps raw data and .venv)
 clean:
-	rm -rf data/interim data/processed models reports/executed reports/quick
+	rm -rf data/interim data/processed models reports/quick reports/*/executed/*.html

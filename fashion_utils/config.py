@@ -46,9 +46,15 @@ AUGMENT_CEILING = 6000
 MAX_AUGMENTED_COPIES = 2
 
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-#: The prepared default catalog's folder name: its reports sit directly under ``reports/``;
-#: every other catalog's go to ``reports/<catalog folder name>/``.
+#: The prepared default catalog's folder name (``data/raw/fashion-mnist``). Every catalog's
+#: reports go to ``reports/<catalog folder name>/``, the default's to ``reports/fashion-mnist/``.
 DEFAULT_CATALOG_NAME = "fashion-mnist"
+
+#: The whole study's time budget on 2 CPU cores (``make BUDGET_MINUTES=...``): see ``budget.py``.
+STUDY_BUDGET_MINUTES = 60
+#: The second target of the whole study (``make``): notebooks 02-04 run again for it, and 05
+#: embeds with its fine-tuned model when that retrieves better on validation.
+SECOND_TARGET = "articleType"
 
 
 def output_root() -> Path:
@@ -70,8 +76,8 @@ class Paths:
 
     A quick run (``quick=True``) writes into its own sub-folders, so it never overwrites
     the full study's splits, features, models or metrics. Reports (figures, metrics, executed
-    notebooks) are per catalog too: the default Fashion-MNIST's under ``reports/``, any other
-    catalog's under ``reports/<its folder name>/``.
+    notebooks) are per catalog too: ``reports/<catalog folder name>/{figures,metrics,executed}``
+    (the default's ``reports/fashion-mnist/``).
     """
 
     data_dir: Path
@@ -102,8 +108,8 @@ class Paths:
 
     @property
     def catalog(self) -> str:
-        """The reports' sub-folder: ``""`` for the default catalog, else its folder name."""
-        return "" if self.data_dir.name == DEFAULT_CATALOG_NAME else self.data_dir.name
+        """The reports' sub-folder: the catalog's folder name."""
+        return self.data_dir.name
 
     @property
     def reports(self) -> Path:
@@ -120,7 +126,7 @@ class Paths:
     @property
     def executed(self) -> Path:
         """Executed notebooks (papermill output and HTML copies)."""
-        return self.root / "reports" / "executed" / ("quick" if self.quick else "") / self.catalog
+        return self.reports / "executed"
 
     def ensure(self) -> "Paths":
         """Create every output folder; returns self."""

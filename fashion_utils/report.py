@@ -2,7 +2,8 @@
 
 Each generated block of ``README.md`` sits between ``<!-- BEGIN generated:<name> -->`` and
 ``<!-- END generated:<name> -->``; :func:`update_readme` rewrites what is between them from
-``reports/<catalog>/metrics/*.json`` (:data:`BLOCKS` says which catalog each block shows).
+``reports/<catalog>/metrics/*.json`` (:data:`BLOCKS` says which catalog each block shows), and
+writes each catalog's ``reports/<catalog>/README.md`` from the same metrics.
 
     python -m fashion_utils.report            # rewrite the blocks in README.md
     python -m fashion_utils.report --check    # exit 1 if README.md differs from the metrics
@@ -13,15 +14,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from fashion_utils import config
+from fashion_utils import budget, config
 from fashion_utils.atomic import write_text_atomic
 from fashion_utils.config import Paths
 from fashion_utils.evaluation import ORIGINAL_STUDY, read_metrics
 from fashion_utils.markdown import markdown_table, replace_block
 
-__all__ = ["BLOCKS", "real_sample_block", "render_blocks", "update_readme", "update_text"]
+__all__ = ["BLOCKS", "catalog_readme", "catalogs_with_metrics", "render_blocks", "study_block",
+           "update_readme", "update_text"]
 
 README = config.PROJ_ROOT / "README.md"
 RETRIEVAL_LEVELS = ("articleType", "strict")  # the two relevance levels the README shows
@@ -31,13 +33,23 @@ def _ci(m: Mapping[str, Any]) -> str:
     return f"{m['ci_low']:.4f}–{m['ci_high']:.4f}"
 
 
-def _accuracy_rows(baseline: Mapping[str, Any], tuning: Mapping[str, Any]) -> list[list[Any]]:
-    rows = [["the original study (its own Kaggle sample, VGG16; augmented before splitting)",
-             ORIGINAL_STUDY["accuracy"], "—", ORIGINAL_STUDY["macro_f1"], "—"],
-            [f"03 baseline: the original recipe on frozen {baseline['backbone']} features @ "
-             f"{baseline['image_size']} px, trained on the training side",
-             baseline["accuracy"], _ci(baseline), baseline["macro_f1"], baseline["n_test"]]]
-    for name, m in tuning.get("test", {}).items():
+def _metrics_name(notebook: str, target: str) -> str:
+    return notebook if target == config.DEFAULT_TARGET else f"{notebook}-{target}"
+
+
+def _has(paths: Paths, name: str) -> bool:
+    return (paths.metrics / f"{name}.json").is_file()
+
+
+def _accuracy_rows(baseline: Mapping[str, Any], tuning: Mapping[str, Any] | None,
+                   *, original: bool) -> list[list[Any]]:
+    rows = ([["the original study (its own Kaggle sample, VGG16; augmented before splitting)",
+              ORIGINAL_STUDY["accuracy"], "—", ORIGINAL_STUDY["macro_f1"], "—"]]
+            if original else [])
+    rows.append([f"03 baseline: the original recipe on frozen {baseline['backbone']} features @ "
+                 f"{baseline['image_size']} px, trained on the training side",
+                 baseline["accuracy"], _ci(baseline), baseline["macro_f1"], baseline["n_test"]])
+    for name, m in (tuning or {}).get("test", {}).items():
         rows.append([f"04 {name}", m["accuracy"], _ci(m), m["macro_f1"], m["n_test"]])
     return rows
 
@@ -69,39 +81,90 @@ def _attribute_rows(multi: Mapping[str, Any]) -> list[list[Any]]:
              r["single-target acc"]] for r in multi["per_attribute"]]
 
 
-def real_sample_block(paths: Paths) -> str:
-    """The real Kaggle sample's results: load report, masterCategory accuracy with its CI and
-    per-class report, retrieval at two relevance levels, every attribute at once."""
+def _tuning_text(tuning: Mapping[str, Any]) -> str:
+    rows = f"{tuning['search_rows']:,}" if tuning.get("search_rows") else "all"
+    text = (f"04 searched on {rows} rows of train and of validation "
+            f"({tuning['epochs_per_trial']} epochs per trial at most); {tuning['verdict']}")
+    ft = tuning.get("fine_tune")
+    if ft:
+        text += (f" The fine-tune ({ft['backbone']} @ {ft['image_size']} px, "
+                 f"{ft['epochs_run']} of {ft['epochs']} planned epochs on {ft['train_images']:,}"
+                 f" training images) took {ft['seconds']:,.0f} s"
+                 f"{', stopped by its time cap' if ft.get('stopped_for_time') else ''}.")
+    probes = tuning.get("probes") or {}
+    if probes:
+        images = next(iter(probes.values()))["images"]
+        text += (f" Fine-tuning probes (the second epoch's seconds on {images:,} images): "
+                 + "; ".join(f"{name} {p['second_epoch_s']:.1f} s" for name, p in probes.items())
+                 + ".")
+    return text
+
+
+def _target_section(paths: Paths, target: str, sampling: Mapping[str, Any]) -> list[str]:
+    baseline = read_metrics(_metrics_name("03_baseline_cnn", target), paths=paths)
+    name = _metrics_name("04_tuning", target)
+    tuning = read_metrics(name, paths=paths) if _has(paths, name) else None
+    reads = (f"04 read it {tuning['test_reads']['count']} times, once per reported model, each "
+             f"trained on training + validation; " if tuning else "")
+    parts = [f"**{target} on the test side** ({baseline['n_test']:,} products, "
+             f"{baseline['n_classes']} classes; {reads}every choice was made on validation):\n",
+             markdown_table(["model", "test accuracy", "95% CI", "macro-F1", "test items"],
+                            _accuracy_rows(baseline, tuning,
+                                           original=target == config.DEFAULT_TARGET))]
+    if tuning:
+        parts.append(_tuning_text(tuning) + "\n")
+    if target == config.DEFAULT_TARGET and baseline.get("per_class"):
+        parts += ["**Per class** (03 baseline, test side):\n",
+                  markdown_table(["class", "precision", "recall", "F1", "test items"],
+                                 _per_class_rows(baseline, sampling), digits=3)]
+    return parts
+
+
+def _retrieval_text(rec: Mapping[str, Any]) -> str:
+    levels, skipped = rec["relevance_levels"], rec.get("skipped_levels", {})
+    strict = (f"strict = same {' + '.join(levels['strict'])}" if "strict" in levels
+              else f"no strict level: the catalog has no {', '.join(skipped.get('strict', []))}")
+    model = Path(rec.get("finetuned_model") or "").name or "none"
+    return (f"**Retrieval** (05; fine-tuned model: `{model}`; {rec['n_queries']:,} test-side "
+            f"queries; whole catalog = every other product, held out = the other test-side "
+            f"products; {strict}). {_choice(rec)}\n")
+
+
+def _time_text(paths: Paths, clocks: Mapping[str, float]) -> str:
+    if _has(paths, "study"):
+        study = read_metrics("study", paths=paths)
+        return ("**Time** (`make`, each notebook's own clock, 2 CPU cores):\n\n"
+                + budget.timing_table(study))
+    return ("**Time** (each notebook's own clock, 2 CPU cores): "
+            + " · ".join(f"{k} {v:,.0f} s" for k, v in clocks.items())
+            + f"; {sum(clocks.values()) / 60:.1f} minutes in all.")
+
+
+def study_block(paths: Paths) -> str:
+    """One catalog's results, from its metrics files: load report, each target's test accuracy
+    with its CI (03 and 04), the tuning verdict and fine-tune, per-class report, retrieval at
+    two relevance levels, every attribute at once, and the run's timing table."""
     eda, sampling = read_metrics("01_eda", paths=paths), read_metrics(
         "02_sampling_augmentation", paths=paths)
     baseline = read_metrics("03_baseline_cnn", paths=paths)
-    tuning, rec = read_metrics("04_tuning", paths=paths), read_metrics(
-        "05_recommendation", paths=paths)
+    rec = read_metrics("05_recommendation", paths=paths)
     multi = read_metrics("06_multi_output", paths=paths)
     excluded = ", ".join(f"{n} {why}" for why, n in eda["excluded_counts"].items()) or "none"
     metrics = rec["metrics"]
+    targets = [t for t in (config.DEFAULT_TARGET, config.SECOND_TARGET)
+               if _has(paths, _metrics_name("03_baseline_cnn", t))]
     parts = [
         f"_Generated by `python -m fashion_utils.report` from `{_shown(paths.metrics)}/`, "
-        f"written by a full run of the six notebooks on the sample. It is a sample of "
-        f"{eda['n_kept']:,} real products of the Kaggle catalog, not the whole catalog, "
-        f"and its test side holds {baseline['n_test']:,} products._\n",
+        f"written by a full run of the study on `{paths.catalog}` ({eda['n_kept']:,} products; "
+        f"test side {baseline['n_test']:,})._\n",
         f"**Loading:** {eda['n_rows_read']:,} rows read, {eda['n_kept']:,} kept, "
         f"{eda['n_repaired']} repaired (unquoted commas), excluded: {excluded}. "
         f"Study sample (02): {sampling['n_study']:,} images, {sampling['augmented']:,} of them "
-        f"augmented training copies (at most {sampling['max_copies']} per photo).\n",
-        f"**masterCategory on the test side** ({baseline['n_test']:,} products; 04 read it "
-        f"{tuning['test_reads']['count']} times, once per reported model, each trained on "
-        f"training + validation; every choice was made on validation):\n",
-        markdown_table(["model", "test accuracy", "95% CI", "macro-F1", "test items"],
-                       _accuracy_rows(baseline, tuning)),
-        "\n**Per class** (03 baseline, test side):\n",
-        markdown_table(["class", "precision", "recall", "F1", "test items"],
-                       _per_class_rows(baseline, sampling), digits=3),
-        f"\n**Retrieval** (05; fine-tuned model: "
-        f"`{Path(rec.get('finetuned_model') or '').name or 'none'}`; {rec['n_queries']:,} "
-        f"test-side queries; whole catalog = every other product, held out = the other "
-        f"test-side products; strict = same {' + '.join(rec['relevance_levels']['strict'])}). "
-        f"{_choice(rec)}\n",
+        f"augmented training copies (at most {sampling['max_copies']} per photo).\n"]
+    for target in targets:
+        parts += _target_section(paths, target, sampling)
+    parts += [
+        _retrieval_text(rec),
         markdown_table(["source", "level", *(f"whole: {m}" for m in metrics),
                         *(f"held out: {m}" for m in metrics)], _retrieval_rows(rec), digits=3),
         f"\n**Every attribute at once** (06: one shared trunk, one head per attribute, "
@@ -110,11 +173,11 @@ def real_sample_block(paths: Paths) -> str:
         markdown_table(["attribute", "classes", "test items", "multi-output acc", "95% CI",
                         "single-target acc"], _attribute_rows(multi), digits=3),
     ]
-    seconds = {"01": eda["seconds"], "02": sampling["seconds"], "03": baseline["seconds"],
-               "04": tuning["seconds"], "05": rec["run_seconds"], "06": multi["seconds"]}
-    parts.append("\n**Time** (each notebook's own clock, 2 CPU cores): "
-                 + " · ".join(f"{k} {v:,.0f} s" for k, v in seconds.items())
-                 + f"; {sum(seconds.values()) / 60:.1f} minutes in all.")
+    clocks = {"01": eda["seconds"], "02": sampling["seconds"], "03": baseline["seconds"]}
+    if _has(paths, "04_tuning"):
+        clocks["04"] = read_metrics("04_tuning", paths=paths)["seconds"]
+    clocks.update({"05": rec["run_seconds"], "06": multi["seconds"]})
+    parts.append("\n" + _time_text(paths, clocks))
     return "\n".join(part.strip("\n") + "\n" for part in parts)
 
 
@@ -138,9 +201,10 @@ def _catalog_paths(name: str) -> Paths:
     return Paths(data_dir=Path(name), root=config.output_root())
 
 
-#: Block name -> (the catalog folder name whose metrics it shows, its renderer).
-BLOCKS: Mapping[str, tuple[str, Callable[[Paths], str]]] = {
-    "real_kaggle_sample": ("real_kaggle_sample", real_sample_block),
+#: README block name -> the catalog folder whose metrics it shows (:func:`study_block`).
+BLOCKS: Mapping[str, str] = {
+    "fashion-mnist": config.DEFAULT_CATALOG_NAME,
+    "real_kaggle_sample": "real_kaggle_sample",
 }
 
 
@@ -149,8 +213,7 @@ def render_blocks(names: Sequence[str] | None = None) -> dict[str, str]:
     unknown = sorted(set(names or ()) - set(BLOCKS))
     if unknown:
         raise ValueError(f"unknown report blocks {unknown}; known: {sorted(BLOCKS)}")
-    return {name: BLOCKS[name][1](_catalog_paths(BLOCKS[name][0]))
-            for name in (names or list(BLOCKS))}
+    return {name: study_block(_catalog_paths(BLOCKS[name])) for name in (names or list(BLOCKS))}
 
 
 def update_text(text: str, blocks: Mapping[str, str]) -> str:
@@ -161,20 +224,44 @@ def update_text(text: str, blocks: Mapping[str, str]) -> str:
     return text
 
 
+def catalog_readme(paths: Paths) -> str:
+    """``reports/<catalog>/README.md``: the catalog's results (:func:`study_block`) and where
+    its figures, metrics and executed notebooks are."""
+    return (f"# The study on `{paths.catalog}`\n\n"
+            f"Generated from this folder's metrics by `make report`; do not edit. Figures are in "
+            f"`figures/`, every number's source in `metrics/`, the executed notebooks in "
+            f"`executed/` (one per notebook and target).\n\n" + study_block(paths))
+
+
+def catalogs_with_metrics(root: Path | None = None) -> list[Paths]:
+    """Every catalog under ``reports/`` (quick runs aside) whose study wrote 01-06's metrics."""
+    reports = (root or config.output_root()) / "reports"
+    names = sorted(p.parent.parent.name for p in reports.glob("*/metrics/06_multi_output.json")
+                   if p.parent.parent.name != "quick")
+    return [_catalog_paths(name) for name in names]
+
+
 def update_readme(readme: Path = README, *, check: bool = False) -> bool:
-    """Rewrite the generated blocks of ``readme``; returns whether it changed (or, with
-    ``check``, would change: nothing is written then)."""
+    """Rewrite the generated blocks of ``readme`` and every catalog's ``README.md``; returns
+    whether anything changed (or, with ``check``, would change: nothing is written then)."""
     text = readme.read_text(encoding="utf-8")
     new = update_text(text, render_blocks())
-    if new != text and not check:
+    changed = new != text
+    if changed and not check:
         write_text_atomic(readme, new)
-    return new != text
+    for paths in catalogs_with_metrics():
+        target, body = paths.reports / "README.md", catalog_readme(paths)
+        if not target.is_file() or target.read_text(encoding="utf-8") != body:
+            changed = True
+            if not check:
+                write_text_atomic(target, body)
+    return changed
 
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 if README.md differs from what the metrics give")
+                        help="exit 1 if a README differs from what the metrics give")
     parser.add_argument("--readme", type=Path, default=README)
     args = parser.parse_args(list(argv) if argv is not None else None)
     changed = update_readme(args.readme, check=args.check)

@@ -6,7 +6,7 @@ the venv on a free loopback port with a random token and throw-away Jupyter fold
 tiny notebook written here (30 products, 3 classes; see ``browser_support``), run it, pick
 another product *in the page* and check that the query image and exactly five recommendation
 images are shown and decoded, with captions carrying the new scores and labels, which must be
-those the same index gives in this process. Screenshots go to ``reports/figures/``.
+those the same index gives in this process. Screenshots go to ``reports/fashion-mnist/figures/``.
 
 Browser: Debian's ``chromium`` (``/usr/bin/chromium``) driven by Playwright with
 ``executable_path``; Playwright's own browser download is never needed. Skipped (with the
@@ -33,7 +33,7 @@ from browser_support import (CHROMIUM_ARGS, K, KERNEL_STATUS_IDLE, NOTEBOOK_NAME
 
 CHROMIUM = find_chromium()
 #: Screenshots go to a temporary folder, so that `make test` leaves the work tree clean;
-#: `make screenshots` sets FASHION_SCREENSHOTS=reports/figures to refresh the README's.
+#: `make screenshots` sets FASHION_SCREENSHOTS=reports/fashion-mnist/figures to refresh the README's.
 FIGURES = Path(os.environ.get("FASHION_SCREENSHOTS")
                or Path(tempfile.gettempdir()) / "fashion-explorer-screenshots")
 PICK_ROW = 25  # a Sneaker: another class than the first product (a T-shirt)
@@ -94,7 +94,7 @@ def browser(servers: Servers) -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as err:  # a dev dependency: a missing one is a broken setup, not a skip
-        pytest.fail(f"playwright is not installed in this environment ({err}); pip install -e '.[dev]'")
+        pytest.fail(f"playwright is not installed in this environment ({err}); pip install -e '.[dev,cpu]'")
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
                                       timeout=60_000)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from fashion_utils import config, runner
+from fashion_utils import budget, config, runner
 
 pytestmark = pytest.mark.notebooks
 
@@ -15,9 +16,15 @@ pytestmark = pytest.mark.notebooks
 PASSED = {"EPOCHS": 2}
 
 
+def _metrics_dir(root):
+    """Where the quick run of the default catalog writes its metrics."""
+    return root / "reports" / "quick" / config.DEFAULT_CATALOG_NAME / "metrics"
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """Execute all notebooks once, in order, with outputs in a throw-away root."""
+    """Execute the whole study once in quick mode (``make QUICK=1``: every notebook, 02-04 again
+    for the second target), with outputs in a throw-away root; returns (root, executed, record)."""
     from fashion_utils.fashion_mnist import prepare_fashion_mnist
 
     prepare_fashion_mnist(config.default_data_dir())  # idempotent: a no-op once prepared
@@ -25,17 +32,33 @@ def quick_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("FASHION_OUTPUT_ROOT", str(root))  # the kernels inherit it
     try:
-        executed = runner.run_notebooks(quick=True, parameters=PASSED, output_dir=root / "executed",
-                                        html=False)
+        record = runner.run_study(quick=True, parameters=PASSED, output_dir=root / "executed",
+                                  html=False)
     finally:
         mp.undo()
-    return root, executed
+    return root, [root / "executed" / s["executed"] for s in record["steps"]], record
+
+
+def test_the_study_runs_every_notebook_and_the_second_target_and_times_each(quick_run):
+    root, executed, record = quick_run
+    names = [p.name for p in runner.notebook_paths(config.NOTEBOOKS_DIR)]
+    again = [runner.executed_name(Path(n), target=config.SECOND_TARGET) for n in names[1:4]]
+    assert [p.name for p in executed] == [*names[:4], *again, *names[4:]]
+    written = json.loads((_metrics_dir(root) / "study.json").read_text())
+    assert written["steps"] == record["steps"] and written["quick"] is True
+    assert all(s["seconds"] > 0 for s in record["steps"])
+    assert record["notebook_seconds"] == pytest.approx(sum(s["seconds"] for s in record["steps"]),
+                                                       abs=0.2)
+    assert record["wall_seconds"] >= record["notebook_seconds"] - 0.2
+    assert len(record["load_average"]["start"]) == 3
+    assert all(f"| {s['notebook']} | {s['target']} |" in budget.timing_table(record)
+               for s in record["steps"])
+    rec = json.loads((_metrics_dir(root) / "05_recommendation.json").read_text())
+    assert Path(rec["finetuned_model"]).name == f"finetuned_{config.SECOND_TARGET}.keras"
 
 
 def test_every_notebook_executes_in_quick_mode(quick_run):
-    root, executed = quick_run
-    expected = [p.name for p in runner.notebook_paths(config.NOTEBOOKS_DIR)]
-    assert [p.name for p in executed] == expected
+    _, executed, _ = quick_run
     for path in executed:
         nb = json.loads(path.read_text())
         errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
@@ -47,8 +70,8 @@ def test_every_notebook_executes_in_quick_mode(quick_run):
 
 
 def test_each_notebook_writes_its_metrics(quick_run):
-    root, executed = quick_run
-    metrics_dir = root / "reports" / "quick" / "metrics"
+    root, executed, _ = quick_run
+    metrics_dir = _metrics_dir(root)
     for path in executed:
         metrics = json.loads((metrics_dir / f"{path.stem}.json").read_text())
         assert metrics, f"{path.stem}.json is empty"
@@ -59,8 +82,8 @@ def test_each_notebook_writes_its_metrics(quick_run):
 
 
 def test_quick_mode_keeps_passed_parameters_and_fills_the_rest(quick_run):
-    root, _ = quick_run
-    metrics_dir = root / "reports" / "quick" / "metrics"
+    root, _, _ = quick_run
+    metrics_dir = _metrics_dir(root)
     baseline = json.loads((metrics_dir / "03_baseline_cnn.json").read_text())
     assert baseline["epochs_run"] == PASSED["EPOCHS"]  # no early stopping in 03's recipe
     assert baseline["image_size"] == config.QUICK_IMAGE_SIZE  # not passed: the quick default
@@ -75,8 +98,8 @@ def test_quick_mode_keeps_passed_parameters_and_fills_the_rest(quick_run):
 def test_the_test_side_is_read_once_per_reported_model(quick_run):
     """04 decides on validation: the seed study runs there, the compared candidate is the search
     chosen on validation, and the test side is scored once per model in its table."""
-    root, _ = quick_run
-    tuning = json.loads((root / "reports" / "quick" / "metrics" / "04_tuning.json").read_text())
+    root, _, _ = quick_run
+    tuning = json.loads((_metrics_dir(root) / "04_tuning.json").read_text())
     reads = tuning["test_reads"]
     assert reads["count"] == len(reads["models"]) == len(tuning["test"])
     assert set(reads["models"]) == set(tuning["test"])
@@ -86,7 +109,7 @@ def test_the_test_side_is_read_once_per_reported_model(quick_run):
     assert len(set(seeds)) == len(seeds)  # independent searches
     split = root / "data" / "processed" / "fashion-mnist-quick" / "splits.csv"
     assert split.is_file() and not list(split.parent.glob("splits_*.csv"))  # one split
-    metrics_dir = root / "reports" / "quick" / "metrics"
+    metrics_dir = _metrics_dir(root)
     baseline = json.loads((metrics_dir / "03_baseline_cnn.json").read_text())
     assert baseline["test_reads"] == {"count": 1, "models": [baseline["model"]]}
     multi = json.loads((metrics_dir / "06_multi_output.json").read_text())
@@ -101,8 +124,8 @@ def test_recommendation_reports_whole_catalog_and_held_out(quick_run):
     """05 scores every source and the random baseline in both galleries, at every relevance
     level the catalog has, with four metrics in [0, 1]; Fashion-MNIST has no colours, so the
     strict level is skipped and says why."""
-    root, _ = quick_run
-    path = root / "reports" / "quick" / "metrics" / "05_recommendation.json"
+    root, _, _ = quick_run
+    path = _metrics_dir(root) / "05_recommendation.json"
     rec = json.loads(path.read_text())
     assert rec["metrics"] == ["precision@5", "mAP@10", "MRR@10", "recall@10"]
     assert rec["skipped_levels"] == {"strict": ["baseColour"]}

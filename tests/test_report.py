@@ -33,10 +33,15 @@ def _metrics(paths):
         "02_sampling_augmentation": {"n_study": 60, "augmented": 15, "max_copies": 2,
                                      "seconds": 2.0, "dropped_classes": [
                                          {"class": "Home", "items": 1, "reason": "fewer than 10"}]},
-        "03_baseline_cnn": {**scores, "backbone": "lite", "image_size": 96,
+        "03_baseline_cnn": {**scores, "backbone": "lite", "image_size": 96, "n_classes": 2,
                             "per_class": per_class, "seconds": 3.0},
         "04_tuning": {"test": {"hyperband": {**scores, "accuracy": 0.7777}},
-                      "test_reads": {"count": 1, "models": ["hyperband"]}, "seconds": 4.0},
+                      "test_reads": {"count": 1, "models": ["hyperband"]}, "seconds": 4.0,
+                      "search_rows": 3000, "epochs_per_trial": 6, "fine_tune": None,
+                      "probes": {"all blocks, float32": {"second_epoch_s": 12.34, "images": 500},
+                                 "all blocks, mixed_bfloat16": {"second_epoch_s": 25.0,
+                                                                "images": 500}},
+                      "verdict": "tuning did not help beyond seed noise."},
         "05_recommendation": {
             "metrics": list(level), "embedding_source": "pretrained", "finetuned_model": None,
             "n_queries": 41, "relevance_levels": {"strict": ["articleType", "baseColour"]},
@@ -56,10 +61,10 @@ def _metrics(paths):
         evaluation.write_metrics(name, metrics, paths=paths)
 
 
-def test_the_real_sample_block_shows_what_the_metrics_hold(tmp_path):
+def test_the_study_block_shows_what_the_metrics_hold(tmp_path):
     paths = config.Paths(data_dir=tmp_path / "real_kaggle_sample", root=tmp_path).ensure()
     _metrics(paths)
-    block = report.real_sample_block(paths)
+    block = report.study_block(paths)
     assert "| 03 baseline: the original recipe on frozen lite features @ 96 px" in block
     assert "| 0.8123 | 0.7011–0.9012 | 0.4321 | 41 |" in block
     assert "| 04 hyperband | 0.7777 |" in block and "read it 1 times" in block
@@ -73,12 +78,55 @@ def test_the_real_sample_block_shows_what_the_metrics_hold(tmp_path):
     assert "| usage | 3 | 40 | 0.875 | 0.8–0.9 | 0.850 |" in block
     assert "50 rows read, 45 kept, 2 repaired" in block and "5 missing image file" in block
     assert "0.4 minutes in all" in block  # 1 + 2 + 3 + 4 + 5 + 8 = 23 s
+    assert "3,000 rows of train and of validation" in block and "did not help" in block
+    assert ("probes (the second epoch's seconds on 500 images): all blocks, float32 12.3 s; "
+            "all blocks, mixed_bfloat16 25.0 s.") in block
+    assert f"{config.SECOND_TARGET} on the test side" not in block  # its metrics are absent
+
+
+def test_the_second_target_and_the_study_timing_appear_when_written(tmp_path):
+    paths = config.Paths(data_dir=tmp_path / "shop", root=tmp_path).ensure()
+    _metrics(paths)
+    second = config.SECOND_TARGET
+    evaluation.write_metrics(f"03_baseline_cnn-{second}", {
+        "accuracy": 0.6543, "ci_low": 0.6, "ci_high": 0.7, "macro_f1": 0.61, "n_test": 41,
+        "backbone": "lite", "image_size": 96, "n_classes": 7}, paths=paths)
+    evaluation.write_metrics("study", {
+        "budget_minutes": 60, "quick": False, "notebook_seconds": 12.0, "wall_seconds": 13.0,
+        "load_average": {"start": [0.25, 0.5, 0.5], "end": [2.0, 2.0, 1.0]},
+        "steps": [{"notebook": "03_baseline_cnn", "target": second, "seconds": 12.0}]},
+        paths=paths)
+    block = report.study_block(paths)
+    section = block[block.index(f"**{second} on the test side**"):]
+    assert "7 classes" in section and "| 0.6543 | 0.6000–0.7000 | 0.6100 | 41 |" in section
+    assert "the original study" not in section.split("**Retrieval**")[0]
+    assert f"| 03_baseline_cnn | {second} | 12.0 | 0.2 |" in block
+    assert "Budget 60 minutes; wall 0.2 minutes; load average before the run 0.25" in block
+    assert "minutes in all" not in block
+
+
+def test_update_readme_writes_each_catalogs_readme_and_check_writes_nothing(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setenv("FASHION_OUTPUT_ROOT", str(tmp_path))
+    for name in report.BLOCKS.values():
+        _metrics(config.Paths(data_dir=tmp_path / name, root=tmp_path).ensure())
+    readme = tmp_path / "README.md"
+    readme.write_text("".join(f"<!-- BEGIN generated:{b} -->\n<!-- END generated:{b} -->\n"
+                              for b in report.BLOCKS))
+    assert report.update_readme(readme, check=True) is True
+    assert not list((tmp_path / "reports").glob("*/README.md"))  # check writes nothing
+    assert report.update_readme(readme) is True
+    for name in report.BLOCKS.values():
+        written = (tmp_path / "reports" / name / "README.md").read_text()
+        assert written.startswith(f"# The study on `{name}`") and "| 04 hyperband |" in written
+    assert "| 04 hyperband |" in readme.read_text()
+    assert report.update_readme(readme, check=True) is False  # in sync now
 
 
 def test_a_missing_metrics_file_is_named(tmp_path):
     paths = config.Paths(data_dir=tmp_path / "real_kaggle_sample", root=tmp_path).ensure()
     with pytest.raises(FileNotFoundError, match="01_eda"):
-        report.real_sample_block(paths)
+        report.study_block(paths)
 
 
 def test_the_readme_is_in_sync_with_the_committed_metrics(monkeypatch):
