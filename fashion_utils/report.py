@@ -81,10 +81,16 @@ def _attribute_rows(multi: Mapping[str, Any]) -> list[list[Any]]:
              r["single-target acc"]] for r in multi["per_attribute"]]
 
 
+def _rows(tuning: Mapping[str, Any]) -> str:
+    """The rows 04's searches, retraining and seed study used."""
+    rows = (f"{tuning['n_train']:,} training + {tuning['n_val']:,} validation rows"
+            if "n_train" in tuning else "training + validation")
+    return rows + (" (the search subsample)" if tuning.get("search_rows") else "")
+
+
 def _tuning_text(tuning: Mapping[str, Any]) -> str:
-    rows = f"{tuning['search_rows']:,}" if tuning.get("search_rows") else "all"
-    text = (f"04 searched on {rows} rows of train and of validation "
-            f"({tuning['epochs_per_trial']} epochs per trial at most); {tuning['verdict']}")
+    text = (f"04 searched on {_rows(tuning)} ({tuning['epochs_per_trial']} epochs per trial at "
+            f"most). {tuning['verdict']}")
     ft = tuning.get("fine_tune")
     if ft:
         text += (f" The fine-tune ({ft['backbone']} @ {ft['image_size']} px, "
@@ -105,7 +111,7 @@ def _target_section(paths: Paths, target: str, sampling: Mapping[str, Any]) -> l
     name = _metrics_name("04_tuning", target)
     tuning = read_metrics(name, paths=paths) if _has(paths, name) else None
     reads = (f"04 read it {tuning['test_reads']['count']} times, once per reported model, each "
-             f"trained on training + validation; " if tuning else "")
+             f"retrained on {_rows(tuning)}; " if tuning else "")
     parts = [f"**{target} on the test side** ({baseline['n_test']:,} products, "
              f"{baseline['n_classes']} classes; {reads}every choice was made on validation):\n",
              markdown_table(["model", "test accuracy", "95% CI", "macro-F1", "test items"],
@@ -160,7 +166,9 @@ def study_block(paths: Paths) -> str:
         f"**Loading:** {eda['n_rows_read']:,} rows read, {eda['n_kept']:,} kept, "
         f"{eda['n_repaired']} repaired (unquoted commas), excluded: {excluded}. "
         f"Study sample (02): {sampling['n_study']:,} images, {sampling['augmented']:,} of them "
-        f"augmented training copies (at most {sampling['max_copies']} per photo).\n"]
+        f"augmented training copies (at most {sampling['max_copies']} per photo); "
+        f"{sampling['train']:,} train / {sampling['val']:,} validation / "
+        f"{sampling['test']:,} test.\n"]
     for target in targets:
         parts += _target_section(paths, target, sampling)
     parts += [

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from fashion_utils import config, evaluation, report
@@ -31,6 +34,7 @@ def _metrics(paths):
         "01_eda": {"n_rows_read": 50, "n_kept": 45, "n_repaired": 2, "seconds": 1.0,
                    "excluded_counts": {"missing image file": 5}},
         "02_sampling_augmentation": {"n_study": 60, "augmented": 15, "max_copies": 2,
+                                     "train": 40, "val": 5, "test": 15,
                                      "seconds": 2.0, "dropped_classes": [
                                          {"class": "Home", "items": 1, "reason": "fewer than 10"}]},
         "03_baseline_cnn": {**scores, "backbone": "lite", "image_size": 96, "n_classes": 2,
@@ -38,6 +42,7 @@ def _metrics(paths):
         "04_tuning": {"test": {"hyperband": {**scores, "accuracy": 0.7777}},
                       "test_reads": {"count": 1, "models": ["hyperband"]}, "seconds": 4.0,
                       "search_rows": 3000, "epochs_per_trial": 6, "fine_tune": None,
+                      "n_train": 3000, "n_val": 600,
                       "probes": {"all blocks, float32": {"second_epoch_s": 12.34, "images": 500},
                                  "all blocks, mixed_bfloat16": {"second_epoch_s": 25.0,
                                                                 "images": 500}},
@@ -77,8 +82,10 @@ def test_the_study_block_shows_what_the_metrics_hold(tmp_path):
             "(12 validation queries: pretrained 0.600, finetuned 0.250)") in block
     assert "| usage | 3 | 40 | 0.875 | 0.8–0.9 | 0.850 |" in block
     assert "50 rows read, 45 kept, 2 repaired" in block and "5 missing image file" in block
+    assert "40 train / 5 validation / 15 test" in block
     assert "0.4 minutes in all" in block  # 1 + 2 + 3 + 4 + 5 + 8 = 23 s
-    assert "3,000 rows of train and of validation" in block and "did not help" in block
+    assert "retrained on 3,000 training + 600 validation rows (the search subsample)" in block
+    assert "(6 epochs per trial at most). tuning did not help" in block
     assert ("probes (the second epoch's seconds on 500 images): all blocks, float32 12.3 s; "
             "all blocks, mixed_bfloat16 25.0 s.") in block
     assert f"{config.SECOND_TARGET} on the test side" not in block  # its metrics are absent
@@ -134,3 +141,37 @@ def test_the_readme_is_in_sync_with_the_committed_metrics(monkeypatch):
     or stale number fails here (fix: python -m fashion_utils.report)."""
     monkeypatch.setenv("FASHION_OUTPUT_ROOT", str(config.PROJ_ROOT))
     assert report.update_readme(check=True) is False
+
+
+PUBLISHED = config.PROJ_ROOT / "reports" / config.DEFAULT_CATALOG_NAME
+MAX_PUBLISHED_BYTES = 15 * 2**20  # the committed executed study stays light to clone
+
+
+def _published_study():
+    return json.loads((PUBLISHED / "metrics" / "study.json").read_text(encoding="utf-8"))
+
+
+def test_the_published_study_is_one_clean_run_of_make():
+    """The default catalog's committed metrics all come from the reference `make`: one commit,
+    no uncommitted changes, full mode, every step of the plan."""
+    study = _published_study()
+    assert study["quick"] is False
+    commit = study["provenance"]["git"]["commit"]
+    assert commit and study["provenance"]["git"]["dirty"] is False
+    for step in study["steps"]:
+        name = Path(step["executed"]).stem
+        written = json.loads((PUBLISHED / "metrics" / f"{name}.json").read_text())
+        assert written["provenance"]["git"]["commit"] == commit, name
+        assert written["provenance"]["parameters"]["QUICK"] is False, name
+
+
+def test_the_published_executed_notebooks_are_every_step_with_outputs_and_no_error():
+    study = _published_study()
+    files = sorted((PUBLISHED / "executed").glob("*.ipynb"))
+    assert sorted(p.name for p in files) == sorted(s["executed"] for s in study["steps"])
+    assert sum(p.stat().st_size for p in files) <= MAX_PUBLISHED_BYTES
+    for path in files:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        outputs = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
+        assert outputs, f"{path.name} has no outputs"
+        assert not [o for o in outputs if o.get("output_type") == "error"], path.name
