@@ -23,9 +23,17 @@ PACKAGES: tuple[str, ...] = ("tensorflow", "tensorflow-cpu", "keras", "keras-tun
                              "pandas", "scikit-learn", "pillow", "faiss-cpu", "papermill")
 
 
+#: What a run of the study writes into the checkout: not a change to the code that made it.
+RUN_OUTPUTS: tuple[str, ...] = ("reports", "README.md")
+
+
 def git_state(root: os.PathLike | str = config.PROJ_ROOT) -> dict[str, Any]:
-    """``{"commit": <HEAD or None>, "dirty": <tracked files changed, or None>}``; ``None`` where
-    ``root`` is not a git checkout or git is missing."""
+    """``{"commit": <HEAD or None>, "dirty": <tracked files changed, or None>, "dirty_excludes":
+    [...]}``; ``None`` where ``root`` is not a git checkout or git is missing.
+
+    ``dirty`` judges the source: changes under :data:`RUN_OUTPUTS` (the reports a run itself
+    rewrites, README.md's generated blocks included) do not count.
+    """
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
@@ -35,8 +43,11 @@ def git_state(root: os.PathLike | str = config.PROJ_ROOT) -> dict[str, Any]:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
+    excludes = [f":(exclude){path}" for path in RUN_OUTPUTS]
+    status = (git("status", "--porcelain", "--untracked-files=no", "--", ".", *excludes)
+              if commit else None)
+    return {"commit": commit, "dirty": None if status is None else bool(status),
+            "dirty_excludes": list(RUN_OUTPUTS)}
 
 
 def _gpus() -> list[str] | None:

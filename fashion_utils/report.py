@@ -89,8 +89,8 @@ def _rows(tuning: Mapping[str, Any]) -> str:
 
 
 def _tuning_text(tuning: Mapping[str, Any]) -> str:
-    text = (f"04 searched on {_rows(tuning)} ({tuning['epochs_per_trial']} epochs per trial at "
-            f"most). {tuning['verdict']}")
+    text = (f"04 searched on {_rows(tuning)}, at most {tuning['epochs_per_trial']} epochs per "
+            f"trial. {tuning['verdict']}")
     ft = tuning.get("fine_tune")
     if ft:
         text += (f" The fine-tune ({ft['backbone']} @ {ft['image_size']} px, "

@@ -10,7 +10,8 @@ from fashion_utils import config, provenance
 
 
 def test_outside_a_git_checkout_the_commit_is_unknown(tmp_path):
-    assert provenance.git_state(tmp_path) == {"commit": None, "dirty": None}
+    assert provenance.git_state(tmp_path) == {"commit": None, "dirty": None,
+                                              "dirty_excludes": list(provenance.RUN_OUTPUTS)}
 
 
 def test_in_a_git_checkout_the_commit_and_dirty_flag_are_read(tmp_path):
@@ -21,12 +22,17 @@ def test_in_a_git_checkout_the_commit_and_dirty_flag_are_read(tmp_path):
                        capture_output=True)
     git("init", "-q")
     (tmp_path / "a.txt").write_text("1")
-    git("add", "a.txt")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "m.json").write_text("{}")
+    git("add", "a.txt", "reports/m.json")
     git("commit", "-q", "-m", "one")
     state = provenance.git_state(tmp_path)
     assert re.fullmatch(r"[0-9a-f]{40}", state["commit"]) and state["dirty"] is False
+    (tmp_path / "reports" / "m.json").write_text('{"a": 1}')  # what a run writes: still clean
+    assert provenance.git_state(tmp_path)["dirty"] is False
     (tmp_path / "a.txt").write_text("2")
-    assert provenance.git_state(tmp_path) == {"commit": state["commit"], "dirty": True}
+    assert provenance.git_state(tmp_path)["dirty"] is True and state["commit"] in str(
+        provenance.git_state(tmp_path))
 
 
 def test_collect_records_parameters_time_machine_and_versions():
