@@ -22,8 +22,8 @@ from fashion_utils.markdown import markdown_table
 
 __all__ = ["Step", "study_plan", "timing_table", "tuning_parameters"]
 
-#: Notebook 04's heavy steps at the default budget (60 minutes): measured on Fashion-MNIST on
-#: 2 cores, 04 took 12-17 minutes a target with these settings.
+#: Notebook 04's heavy steps at the default budget (60 minutes); with them, 04 took 11-12
+#: minutes a target on Fashion-MNIST on 2 cores (reports/fashion-mnist/metrics/study.json).
 BASE_SEARCH_ROWS = 3000
 BASE_FINE_TUNE_SECONDS = 600.0
 

@@ -136,6 +136,20 @@ class Paths:
         return self
 
 
+def named_for_target(name: str, *, target: str | None = None) -> str:
+    """``name``, plus ``-<target>`` when ``target`` is given and is not :data:`DEFAULT_TARGET`:
+    the names of a run's metrics file, figures and executed notebook.
+
+    >>> named_for_target("04_tuning", target="articleType")
+    '04_tuning-articleType'
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string. Received: name={name!r}")
+    if target is None or target == DEFAULT_TARGET:
+        return name
+    return f"{name}-{target}"
+
+
 def get_paths(data_dir: str | os.PathLike | None = None, *, quick: bool = False) -> Paths:
     """Paths for a run on ``data_dir`` (default: :func:`default_data_dir`).
 

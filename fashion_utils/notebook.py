@@ -143,18 +143,9 @@ NOTEBOOKS: Mapping[str, NotebookDefaults] = MappingProxyType({
 })
 
 
-def run_name(notebook: str, *, target: str | None = None) -> str:
-    """The name of a run's metrics file and figures: ``notebook``, plus ``-<target>`` when
-    ``target`` is given and is not :data:`config.DEFAULT_TARGET`.
-
-    >>> run_name("04_tuning", target="articleType")
-    '04_tuning-articleType'
-    """
-    if not isinstance(notebook, str) or not notebook:
-        raise ValueError(f"notebook must be a non-empty string. Received: notebook={notebook!r}")
-    if target is None or target == config.DEFAULT_TARGET:
-        return notebook
-    return f"{notebook}-{target}"
+#: The name of a run's metrics file and figures (``04_tuning-articleType``): one rule for the
+#: notebooks, the runner's executed copies and the report, :func:`config.named_for_target`.
+run_name = config.named_for_target
 
 
 def check_quick(quick: Any) -> bool:

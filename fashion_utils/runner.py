@@ -120,9 +120,7 @@ def executed_name(notebook: Path, *, target: str | None = None) -> str:
     >>> executed_name(Path("04_tuning.ipynb"), target="articleType")
     '04_tuning-articleType.ipynb'
     """
-    if target is None or target == config.DEFAULT_TARGET:
-        return notebook.name
-    return f"{notebook.stem}-{target}{notebook.suffix}"
+    return config.named_for_target(notebook.stem, target=target) + notebook.suffix
 
 
 def run_notebooks(*, quick: bool = False, parameters: dict[str, Any] | None = None,

@@ -35,3 +35,16 @@ def test_get_paths_creates_the_catalogs_folders(tmp_path, monkeypatch):
     for folder in (paths.interim, paths.processed, paths.features, paths.models,
                    paths.figures, paths.metrics, paths.executed):
         assert folder.is_dir() and (tmp_path / "out") in folder.parents
+
+
+@pytest.mark.parametrize("target,expected", [(None, "04_tuning"),
+                                             (config.DEFAULT_TARGET, "04_tuning"),
+                                             ("articleType", "04_tuning-articleType")])
+def test_named_for_target_adds_a_target_other_than_the_default(target, expected):
+    assert config.named_for_target("04_tuning", target=target) == expected
+
+
+@pytest.mark.parametrize("name", ["", None, 4])
+def test_named_for_target_needs_a_name(name):
+    with pytest.raises(ValueError, match=f"Received: name={name!r}"):
+        config.named_for_target(name)
