@@ -21,7 +21,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -32,11 +32,11 @@ from fashion_utils.backbones import load_backbone
 from fashion_utils.checks import one_of, positive_float, positive_int
 from fashion_utils.features import decode_image_tensor, predict_image_files
 from fashion_utils.models import (build_classifier_head, build_end_to_end_model, compile_classifier,
-                                  save_end_to_end_model)
+                                  model_image_size, save_end_to_end_model)
 from fashion_utils.sampling import make_augmenter
 
-__all__ = ["FineTuneResult", "backbone_blocks", "fine_tune", "labelled_image_dataset",
-           "seed_style_epoch_vs_cached", "set_backbone_trainable"]
+__all__ = ["FineTuneResult", "backbone_blocks", "choose_on_validation", "fine_tune",
+           "labelled_image_dataset", "seed_style_epoch_vs_cached", "set_backbone_trainable"]
 
 SCHEDULES = ("cosine", "constant")
 _BLOCK_PATTERN = re.compile(r"^(block\d+[a-z]?|conv\d+_block\d+|conv\d+|stem|top)(?:_|$)")
@@ -182,6 +182,13 @@ class FineTuneResult:
     best_val_accuracy: float
     settings: dict[str, Any] = field(default_factory=dict)
     trainable: dict[str, Any] = field(default_factory=dict)
+
+    def curve(self) -> dict[str, list[float]]:
+        """Validation accuracy after each epoch against the training minutes so far (the
+        accuracy-vs-minutes curve of notebook 04)."""
+        minutes = np.cumsum(self.epoch_seconds) / 60 if self.epoch_seconds else np.array([])
+        return {"minutes": [round(float(m), 3) for m in minutes],
+                "val_accuracy": list(self.history.get("val_accuracy", []))[:len(minutes)]}
 
     def summary(self) -> dict[str, Any]:
         """One JSON-able row: settings, epochs, seconds, best validation accuracy."""
@@ -332,7 +339,8 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
     seconds = time.perf_counter() - start
     save_end_to_end_model(model, model_path)
     hist = {k: [float(v) for v in values] for k, values in history.history.items()}
-    settings = {"backbone": backbone_name, "image_size": int(image_size), "unfreeze": unfreeze,
+    settings = {"recipe": "fine-tune", "backbone": backbone_name, "image_size": int(image_size),
+                "unfreeze": unfreeze,
                 "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                 "schedule": schedule, "warmup_epochs": warmup_epochs, "weight_decay": weight_decay,
                 "augment": bool(augment), "erasing": erasing, "mixed_precision": bool(mixed_precision),
@@ -343,6 +351,28 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
                           epoch_seconds=[round(s, 2) for s in timer.seconds], seconds=seconds,
                           best_val_accuracy=max(hist.get("val_accuracy", [float("nan")])),
                           settings=settings, trainable=trainable)
+
+
+def choose_on_validation(results: Mapping[str, FineTuneResult], *, val_paths: Sequence[str],
+                         val_labels: Sequence[int]) -> dict[str, Any]:
+    """Score each trained model on the same validation images, the way a user would predict
+    (``features.predict_image_files`` at the model's own size), and choose the most accurate.
+
+    Returns:
+        ``{"scores": {name: validation accuracy}, "chosen": name, "val_images": count}``.
+    """
+    if not results:
+        raise ValueError("choose_on_validation needs at least one trained model. Received: none")
+    labels = np.asarray(val_labels, dtype=np.int64)
+    if len(labels) != len(val_paths) or not len(labels):
+        raise ValueError(f"val_paths and val_labels must be non-empty and of equal length. "
+                         f"Received: {len(val_paths)} and {len(labels)}")
+    scores = {}
+    for name, result in results.items():
+        probs = predict_image_files(result.model, val_paths,
+                                    image_size=model_image_size(result.model), batch_size=256)
+        scores[name] = float(np.mean(probs.argmax(axis=1) == labels))
+    return {"scores": scores, "chosen": max(scores, key=scores.get), "val_images": len(labels)}
 
 
 # ---------------------------------------------------------------------------------- original-style cost

@@ -27,6 +27,7 @@ from fashion_utils.features import predict_image_files
 
 __all__ = [
     "ClassNames",
+    "HorizontalFlip",
     "build_classifier_head",
     "build_end_to_end_model",
     "class_names_of",
@@ -63,6 +64,18 @@ class ClassNames(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "class_names": list(self.class_names)}
+
+
+@keras.saving.register_keras_serializable(package="fashion_utils")
+class HorizontalFlip(keras.layers.Layer):
+    """Mirror images left to right, always: the test-time twin of ``RandomFlip`` (a saved
+    model that averages an image with its mirror image, ``scratch.build_scratch_models``)."""
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=-2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")

@@ -131,7 +131,10 @@ NOTEBOOKS: Mapping[str, NotebookDefaults] = MappingProxyType({
         FINE_TUNE_ROWS=Default(None, quick=300),
         FINE_TUNE_EPOCHS=Default(2, quick=1),
         FINE_TUNE_MAX_SECONDS=Default(1800, quick=60),
-        PROBE_IMAGES=Default(500, quick=0)),
+        PROBE_IMAGES=Default(500, quick=0),
+        SCRATCH_IMAGE_SIZE=Default(None),
+        SCRATCH_EPOCHS=Default(40, quick=2),
+        SCRATCH_MAX_SECONDS=Default(1800, quick=60)),
     "05_recommendation": _notebook(
         ["TARGET", "SEED", "BACKBONE", "IMAGE_SIZE"],
         choices={"EMBEDDING_SOURCE": ("auto", "pretrained", "finetuned", "colour histogram")}),

@@ -217,6 +217,33 @@ def training_curves(history: dict[str, list[float]], *, title: str = "Training c
     return fig
 
 
+def accuracy_vs_minutes(curves: Mapping[str, Mapping[str, Sequence[float]]], *,
+                        finals: Mapping[str, float] | None = None,
+                        title: str = "What each training minute buys") -> plt.Figure:
+    """Validation accuracy after each epoch against training minutes, one line per recipe.
+
+    Args:
+        curves: ``{recipe: {"minutes": [...], "val_accuracy": [...]}}``
+            (``finetune.FineTuneResult.curve()``).
+        finals: ``{recipe: accuracy}`` of each saved model on validation (e.g. with test-time
+            augmentation), drawn as a star at the end of its line.
+        title: the figure's title.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, curve in curves.items():
+        minutes, acc = list(curve["minutes"]), list(curve["val_accuracy"])
+        line, = ax.plot(minutes, acc, marker="o", label=name)
+        if finals and name in finals and minutes:
+            ax.plot([minutes[-1]], [finals[name]], marker="*", markersize=14, linestyle="none",
+                    color=line.get_color(), label=f"{name}: saved model {finals[name]:.4f}")
+    ax.set(title=title, xlabel="training minutes (wall clock, validation included)",
+           ylabel="validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def confusion_matrix(y_true: Any, y_pred: Any, *, class_names: Sequence[str] | None = None,
                      normalize: bool = False, ax: plt.Axes | None = None, title: str | None = None,
                      cmap: str = "Blues") -> plt.Axes:

@@ -88,7 +88,9 @@ def _tuning_text(tuning: Mapping[str, Any]) -> str:
     text = (f"04 searched on {_rows(tuning)}, at most {tuning['epochs_per_trial']} epochs per "
             f"trial. {tuning['verdict']}")
     ft = tuning.get("fine_tune")
-    if ft:
+    if ft and "recipes" in ft:
+        text += " " + _recipes_text(ft)
+    elif ft:
         text += (f" The fine-tune ({ft['backbone']} @ {ft['image_size']} px, "
                  f"{ft['epochs_run']} of {ft['epochs']} planned epochs on {ft['train_images']:,}"
                  f" training images) took {ft['seconds']:,.0f} s"
@@ -100,6 +102,23 @@ def _tuning_text(tuning: Mapping[str, Any]) -> str:
                  + "; ".join(f"{name} {p['second_epoch_s']:.1f} s" for name, p in probes.items())
                  + ".")
     return text
+
+
+def _recipes_text(ft: Mapping[str, Any]) -> str:
+    """The end-to-end recipes 04 trained, their validation accuracy and minutes, the choice and
+    the check of the saved file."""
+    scores = ft["choice"]["scores"]
+    each = "; ".join(
+        f"{name} {scores[name]:.4f} after {r['seconds'] / 60:.1f} training minutes "
+        f"({r['epochs_run']} epochs{', cut by its time cap' if r.get('stopped_for_time') else ''})"
+        for name, r in ft["recipes"].items())
+    check = ft["user_check"]
+    agree = "the same" if check["correct_from_file"] == check["correct_in_notebook"] else "NOT the same"
+    return (f"End-to-end recipes on {ft['train_images']:,} training images, validation accuracy of "
+            f"each saved model on {ft['choice']['val_images']:,} validation images: {each}. "
+            f"Chosen on validation: {ft['chosen_recipe']}. Its saved `.keras` file, read back by "
+            f"`predict_images`, classifies {check['correct_from_file']:,} of {check['images']:,} "
+            f"test images correctly, {agree} count as in the notebook.")
 
 
 def _target_section(paths: Paths, target: str, sampling: Mapping[str, Any]) -> list[str]:

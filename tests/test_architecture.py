@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"features", "splits"},
     {"sampling", "models", "evaluation", "similarity"},
     {"tuning", "finetune", "multioutput", "embeddings", "search_data", "retrieval", "eda"},
-    {"distributed"},
+    {"distributed", "scratch"},
     {"plots"},
     {"widgets", "notebook", "runner", "report"},
     {"bench"},

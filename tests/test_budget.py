@@ -30,9 +30,9 @@ def test_no_second_target_means_one_pass(second):
 
 def test_only_04_gets_the_budget_and_quick_mode_keeps_the_quick_defaults():
     plan = budget.study_plan(90)
-    tuning = budget.tuning_parameters(90)
     for step in plan:
         if step.notebook == "04":
+            tuning = budget.tuning_parameters(90, finest=step.target == config.SECOND_TARGET)
             assert {k: step.parameters[k] for k in tuning} == tuning
         else:
             assert set(step.parameters) <= {"TARGET"}
@@ -47,13 +47,16 @@ def test_a_larger_budget_never_makes_a_heavy_step_smaller(low, high):
     for key in small:
         assert large[key] >= small[key], key
     assert large["FINE_TUNE_MAX_SECONDS"] > small["FINE_TUNE_MAX_SECONDS"]
+    assert large["SCRATCH_MAX_SECONDS"] > small["SCRATCH_MAX_SECONDS"]
     assert large["SEARCH_ROWS"] > small["SEARCH_ROWS"]
 
 
 def test_the_default_budget_is_what_the_readme_reports():
     assert budget.tuning_parameters() == {"SEARCH_ROWS": 3000, "EPOCHS": 6,
                                           "FINE_TUNE_IMAGE_SIZE": 64, "FINE_TUNE_EPOCHS": 1,
-                                          "FINE_TUNE_MAX_SECONDS": 600}
+                                          "FINE_TUNE_MAX_SECONDS": 600,
+                                          "SCRATCH_MAX_SECONDS": 300}
+    assert budget.tuning_parameters(finest=True)["SCRATCH_MAX_SECONDS"] == 720
     assert budget.tuning_parameters(1)["SEARCH_ROWS"] == 500  # never below 500 rows
 
 
@@ -74,3 +77,11 @@ def test_the_timing_table_lists_every_step_and_the_total():
     assert "| 03_baseline_cnn | articleType | 20.0 | 0.3 |" in table
     assert "| **all notebooks** |  | 30.0 | 0.5 |" in table
     assert "load average before the run 0.50" in table
+
+
+def test_the_finest_target_gets_most_of_the_scratch_cnn_time():
+    steps = [s for s in budget.study_plan(60) if s.notebook == "04"]
+    assert [s.target for s in steps] == [config.DEFAULT_TARGET, config.SECOND_TARGET]
+    first, finest = (s.parameters["SCRATCH_MAX_SECONDS"] for s in steps)
+    assert finest > 2 * first
+    assert all("SCRATCH_MAX_SECONDS" not in s.parameters for s in budget.study_plan(quick=True))

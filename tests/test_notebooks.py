@@ -120,6 +120,32 @@ def test_the_test_side_is_read_once_per_reported_model(quick_run):
     assert set(rec["test_reads"]["models"]) == {*rec["sources"], "random"}
 
 
+def test_04_trains_both_recipes_chooses_on_validation_and_checks_the_saved_file(quick_run):
+    """Each target's 04 trains the fine-tune and the scratch CNN, draws the accuracy-vs-minutes
+    curve, saves the recipe with the best validation accuracy as finetuned_<TARGET>.keras, and
+    the file read back by predict_images gives the notebook's count on the test side."""
+    root, _, _ = quick_run
+    metrics_dir = _metrics_dir(root)
+    for target in (config.DEFAULT_TARGET, config.SECOND_TARGET):
+        name = config.named_for_target("04_tuning", target=target)
+        ft = json.loads((metrics_dir / f"{name}.json").read_text())["fine_tune"]
+        scores = ft["choice"]["scores"]
+        assert len(scores) == 2 and set(scores) == set(ft["recipes"])
+        assert any(n.startswith("scratch CNN @ 28px") for n in scores), scores
+        assert ft["chosen_recipe"] == max(scores, key=scores.get)
+        assert all(0 <= v <= 1 for v in scores.values())
+        for recipe in ft["recipes"].values():
+            curve = recipe["curve"]
+            assert len(curve["minutes"]) == len(curve["val_accuracy"]) == recipe["epochs_run"] >= 1
+        check = ft["user_check"]
+        assert check["correct_from_file"] == check["correct_in_notebook"] <= check["images"]
+        assert check["images"] == ft["n_test"]
+        assert Path(ft["saved_model"]).name == f"finetuned_{target}.keras"
+        assert Path(ft["saved_model"]).is_file()
+        figure = metrics_dir.parent / "figures" / f"{name}_minutes.png"
+        assert figure.is_file() and figure.stat().st_size > 10_000
+
+
 def test_recommendation_reports_whole_catalog_and_held_out(quick_run):
     """05 scores every source and the random baseline in both galleries, at every relevance
     level the catalog has, with four metrics in [0, 1]; Fashion-MNIST has no colours, so the

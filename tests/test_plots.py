@@ -59,6 +59,18 @@ def test_search_trials_draws_one_line_per_tuner():
     assert list(ax.lines[1].get_ydata()) == [0.5, 0.5, 0.7]
 
 
+def test_accuracy_vs_minutes_draws_each_recipe_and_its_saved_model():
+    curves = {"scratch": {"minutes": [2.0, 4.0, 6.0], "val_accuracy": [0.8, 0.9, 0.93]},
+              "fine-tune": {"minutes": [4.2], "val_accuracy": [0.9]}}
+    fig = plots.accuracy_vs_minutes(curves, finals={"scratch": 0.935}, title="minutes")
+    ax = fig.axes[0]
+    assert ax.get_title() == "minutes" and "minutes" in ax.get_xlabel()
+    assert ax.get_ylabel() == "validation accuracy"
+    assert [list(line.get_ydata()) for line in ax.lines] == [[0.8, 0.9, 0.93], [0.935], [0.9]]
+    assert list(ax.lines[1].get_xdata()) == [6.0]  # the star sits at the end of its line
+    plt.close(fig)
+
+
 def test_class_balance_chart_shows_the_catalog_and_the_training_side():
     catalog = pd.DataFrame({"masterCategory": ["A"] * 6 + ["B"] * 2})
     sample = pd.DataFrame({"masterCategory": ["A", "A", "B", "B", "B"],
