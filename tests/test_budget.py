@@ -55,7 +55,7 @@ def test_the_default_budget_is_what_the_readme_reports():
     assert budget.tuning_parameters() == {"SEARCH_ROWS": 3000, "EPOCHS": 6,
                                           "FINE_TUNE_IMAGE_SIZE": 64, "FINE_TUNE_EPOCHS": 1,
                                           "FINE_TUNE_MAX_SECONDS": 600,
-                                          "SCRATCH_MAX_SECONDS": 300}
+                                          "SCRATCH_MAX_SECONDS": 320}
     assert budget.tuning_parameters(finest=True)["SCRATCH_MAX_SECONDS"] == 720
     assert budget.tuning_parameters(1)["SEARCH_ROWS"] == 500  # never below 500 rows
 
