@@ -14,6 +14,8 @@ WORKERS ?= 2
 # The whole study's time budget in minutes (2 CPU cores: 60); it scales notebook 04's heavy steps
 BUDGET_MINUTES ?= 60
 PYTEST_ARGS ?=
+# Benchmark sections and options, e.g. make bench BENCH="training --minutes 30 60" (default: the fast ones)
+BENCH   ?=
 # TensorFlow's build: cpu (tensorflow-cpu) or gpu (tensorflow[and-cuda]); switch on a fresh .venv
 TF      ?= cpu
 ifeq ($(filter cpu gpu,$(TF)),)
@@ -75,9 +77,9 @@ lab: data
 explore: data
 	$(VENV)/bin/voila notebooks/05_recommendation.ipynb
 
-## Speed and memory benchmarks (fashion_utils/bench/), written to reports/benchmarks.json
+## Speed and memory benchmarks (fashion_utils/bench/) into reports/benchmarks.json (BENCH="training": budgets)
 bench: data
-	$(PY) -m fashion_utils.bench
+	$(PY) -m fashion_utils.bench $(BENCH)
 
 ## Distributed KerasTuner search: one chief and WORKERS workers on localhost
 tune-distributed: data

@@ -61,13 +61,31 @@ def test_an_unknown_section_runs_nothing(tmp_path, monkeypatch):
 
 
 def test_sections_and_readme_tables_are_the_known_ones():
-    assert list(cli.SECTIONS) == ["extraction", "scale", "recommender"]
-    assert set(cli.MARKDOWN) == {"extraction", "scale"}
+    assert list(cli.SECTIONS) == ["extraction", "scale", "recommender", "training"]
+    assert set(cli.MARKDOWN) == {"extraction", "scale", "training"}
+    # the hour-long training budgets run only when asked for
+    assert cli._parser().parse_args([]).sections == ["extraction", "scale", "recommender"]
+
+
+def test_training_options_go_to_the_training_section(tmp_path, monkeypatch):
+    calls = {}
+
+    def fake(**kwargs):
+        calls.update(kwargs)
+        return {}
+
+    monkeypatch.setitem(cli.SECTIONS, "training", fake)
+    out = tmp_path / "benchmarks.json"
+    cli.main(["training", "--minutes", "0.5", "2", "--target", "masterCategory", "--data-dir",
+              str(tmp_path), "--out", str(out), "--no-readme"])
+    assert calls == {"minutes": (0.5, 2.0), "target": "masterCategory", "data_dir": tmp_path,
+                     "out": out}
 
 
 def test_the_module_runs_from_the_command_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "fashion_utils.bench", "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0
-    for option in ("extraction", "--sizes", "--out", "--no-readme", "--subset-only", "--no-small"):
+    for option in ("extraction", "--sizes", "--out", "--no-readme", "--subset-only", "--no-small",
+                   "training", "--minutes", "--target"):
         assert option in done.stdout

@@ -55,8 +55,9 @@ def test_the_default_budget_is_what_the_readme_reports():
     assert budget.tuning_parameters() == {"SEARCH_ROWS": 3000, "EPOCHS": 6,
                                           "FINE_TUNE_IMAGE_SIZE": 64, "FINE_TUNE_EPOCHS": 1,
                                           "FINE_TUNE_MAX_SECONDS": 600,
-                                          "SCRATCH_MAX_SECONDS": 320}
-    assert budget.tuning_parameters(finest=True)["SCRATCH_MAX_SECONDS"] == 720
+                                          "SCRATCH": False, "SCRATCH_MAX_SECONDS": 320}
+    finest = budget.tuning_parameters(finest=True)
+    assert finest["SCRATCH"] is True and finest["SCRATCH_MAX_SECONDS"] == 720
     assert budget.tuning_parameters(1)["SEARCH_ROWS"] == 500  # never below 500 rows
 
 
@@ -84,4 +85,7 @@ def test_the_finest_target_gets_most_of_the_scratch_cnn_time():
     assert [s.target for s in steps] == [config.DEFAULT_TARGET, config.SECOND_TARGET]
     first, finest = (s.parameters["SCRATCH_MAX_SECONDS"] for s in steps)
     assert finest > 2 * first
+    # at the default budget only the finest target trains it; from twice the budget on, both
+    assert [s.parameters["SCRATCH"] for s in steps] == [False, True]
+    assert all(s.parameters["SCRATCH"] for s in budget.study_plan(120) if s.notebook == "04")
     assert all("SCRATCH_MAX_SECONDS" not in s.parameters for s in budget.study_plan(quick=True))

@@ -8,6 +8,7 @@ Usage::
     python -m fashion_utils.bench                  # every section
     python -m fashion_utils.bench extraction --sizes 32 64
     python -m fashion_utils.bench scale --n 44000 --subset 10000 --no-small
+    python -m fashion_utils.bench training --minutes 30 60   # long: not in the default run
 
 Run it as this package's ``__main__``: a spawned stage process
 (:func:`~fashion_utils.bench.measure.run_isolated`) does not re-import a ``*.__main__``
@@ -25,20 +26,25 @@ from fashion_utils.bench.extraction import bench_extraction, extraction_markdown
 from fashion_utils.bench.measure import benchmarks_path, update_readme, write_results
 from fashion_utils.bench.recommender import bench_recommender
 from fashion_utils.bench.scale import FULL_SIZE, SMALL_SIZE, bench_scale, scale_markdown
+from fashion_utils.bench.training import DEFAULT_MINUTES, bench_training, training_markdown
 
 #: Section name -> the function that measures it (called with keyword options only).
 SECTIONS: dict[str, Callable[..., dict]] = {"extraction": bench_extraction, "scale": bench_scale,
-                                            "recommender": bench_recommender}
+                                            "recommender": bench_recommender,
+                                            "training": bench_training}
+#: The sections run when none is named (``training`` takes an hour or more: ask for it).
+DEFAULT_SECTIONS: tuple[str, ...] = ("extraction", "scale", "recommender")
 #: Section name -> its README table.
 MARKDOWN: dict[str, Callable[[dict], str]] = {"extraction": extraction_markdown,
-                                              "scale": scale_markdown}
+                                              "scale": scale_markdown,
+                                              "training": training_markdown}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fashion_utils.bench",
                                      description="Speed and memory benchmarks")
-    parser.add_argument("sections", nargs="*", default=list(SECTIONS),
-                        help=f"any of {list(SECTIONS)} (default: all)")
+    parser.add_argument("sections", nargs="*", default=list(DEFAULT_SECTIONS),
+                        help=f"any of {list(SECTIONS)} (default: {list(DEFAULT_SECTIONS)})")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"the results file (default: {benchmarks_path()})")
     parser.add_argument("--no-readme", action="store_true",
@@ -62,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="random backbone weights (a quick plumbing check)")
     group.add_argument("--root", type=Path, default=None,
                        help="where the catalogs are made (default: <output root>/data/bench)")
+    group = parser.add_argument_group("training")
+    group.add_argument("--minutes", nargs="+", type=float, default=list(DEFAULT_MINUTES),
+                       help="training budgets of the scratch CNN, in minutes")
+    group.add_argument("--target", default="articleType",
+                       help="the label column (notebook 02 must have run for it)")
+    group.add_argument("--data-dir", type=Path, default=None,
+                       help="the catalog (default: the prepared Fashion-MNIST)")
     return parser
 
 
@@ -75,6 +88,9 @@ def _section_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 "n_queries": args.queries, "pool_size": args.pool_size,
                 "full_image_size": tuple(args.full_size), "root": args.root,
                 "weights": None if args.random_weights else "imagenet"}
+    if name == "training":
+        return {"minutes": tuple(args.minutes), "target": args.target,
+                "data_dir": args.data_dir, "out": args.out}
     return {}
 
 
