@@ -159,7 +159,13 @@ def get_paths(data_dir: str | os.PathLike | None = None, *, quick: bool = False)
 
     Returns:
         A :class:`Paths` whose folders exist.
+
+    Raises:
+        ValueError: a blank ``data_dir`` (it would otherwise mean the default data silently).
     """
+    if isinstance(data_dir, str) and not data_dir.strip():
+        raise ValueError(f"DATA_DIR is empty: pass a catalog folder, or None for the default "
+                         f"data. Received: data_dir={data_dir!r}")
     data = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
     return Paths(data_dir=data, root=output_root(), quick=bool(quick)).ensure()
 

@@ -37,7 +37,6 @@ Command line::
 
 from __future__ import annotations
 import argparse
-import csv
 import os
 import sys
 import time
@@ -47,6 +46,7 @@ from typing import Any
 from collections.abc import Sequence
 import pandas as pd
 from fashion_utils import config
+from fashion_utils.csv_rows import read_csv_rows
 from fashion_utils.fashion_mnist import written_by_prepare, prepare_fashion_mnist
 from fashion_utils.image_files import IMAGE_EXTENSIONS, REASON_DUPLICATE, REASON_MISSING_ID, check_image_files
 
@@ -199,40 +199,15 @@ def _clean(value: str) -> str | None:
 
 
 def _read_csv_rows(csv_path: Path, report: LoadReport) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and field lists of a CSV; extra fields are joined into the last column.
-
-    Rows with too few fields are excluded (reason ``"malformed row: ..."``); blank lines are
-    skipped and counted in the notes.
-    """
-    rows: list[tuple[int, list[str]]] = []
-    blank = 0
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"The CSV file is empty. Received: csv_path={os.fspath(csv_path)!r}")
-        header = [name.strip() for name in header]
-        if "" in header or len(set(header)) != len(header):
-            raise ValueError(f"The CSV header has empty or repeated column names: {header}. "
-                             f"Received: csv_path={os.fspath(csv_path)!r}")
-        n_columns = len(header)
-        for fields in reader:
-            if not any(f.strip() for f in fields):
-                blank += 1
-                continue
-            report.n_rows_read += 1
-            if len(fields) > n_columns:
-                fields = fields[: n_columns - 1] + [",".join(fields[n_columns - 1:])]
-                report.repaired_ids.append(fields[0].strip())
-            elif len(fields) < n_columns:
-                _exclude(report, _clean(fields[0]), None,
-                         f"malformed row: {len(fields)} fields, expected {n_columns} (line {reader.line_num})",
-                         line=reader.line_num)
-                continue
-            rows.append((reader.line_num, fields))
-    if blank:
-        report.notes.append(f"{blank} blank line(s) skipped in {csv_path.name}")
-    return header, rows
+    """Header and field lists of a CSV (``csv_rows.read_csv_rows``), its exclusions, repairs
+    and notes entered into ``report``."""
+    read = read_csv_rows(csv_path)
+    report.n_rows_read += read.n_rows_read
+    report.repaired_ids += read.repaired_ids
+    report.notes += read.notes
+    for line, row_id, reason in read.excluded:
+        _exclude(report, row_id, None, reason, line=line)
+    return read.header, read.rows
 
 
 def _exclude(report: LoadReport, row_id: str | None, image_path: str | None, reason: str, *, line: int) -> None:
@@ -480,7 +455,27 @@ def load_catalog(data_dir: PathLike, *, check_images: bool = True,
 
     Returns:
         ``(catalog, report)``.
+
+    Raises:
+        FileNotFoundError: no such folder.
+        ValueError: an empty ``data_dir``, no recognisable layout, or no usable product (every
+            row excluded: the message counts the reasons).
     """
+    catalog, report = _load_any(data_dir, check_images=check_images, cache_dir=cache_dir)
+    if catalog.empty:
+        counts = ", ".join(f"{kind}: {n}" for kind, n in report.excluded_counts().items())
+        raise ValueError(f"The catalog has no usable product: {report.n_rows_read} row(s) read, "
+                         f"{report.n_excluded} excluded ({counts or 'none'}). "
+                         f"Received: data_dir={os.fspath(data_dir)!r}")
+    return catalog, report
+
+
+def _load_any(data_dir: PathLike, *, check_images: bool,
+              cache_dir: PathLike | None) -> tuple[pd.DataFrame, LoadReport]:
+    """:func:`load_catalog`'s layout detection (an empty catalog allowed)."""
+    if not os.fspath(data_dir).strip():
+        raise ValueError(f"DATA_DIR is empty: pass a catalog folder, or None for the default "
+                         f"data. Received: data_dir={os.fspath(data_dir)!r}")
     root = Path(data_dir).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"No such catalog folder (run `make data` for the default one). "
@@ -497,8 +492,6 @@ def load_catalog(data_dir: PathLike, *, check_images: bool = True,
         return load_folder_catalog(root, check_images=check_images, cache_dir=cache_dir)
     raise ValueError(f"No catalog found: expected styles.csv + images/ (Kaggle layout) or class "
                      f"sub-folders. Received: data_dir={os.fspath(data_dir)!r}")
-
-
 
 
 # --------------------------------------------------------------------------- command line

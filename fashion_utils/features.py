@@ -5,7 +5,11 @@ batch → prefetch) through a backbone in a compiled ``tf.function`` (no XLA: ``
 was measured 5–10x slower on this CPU). Decoded images are never all held in memory: work
 goes chunk by chunk, and each finished chunk is written to disk, so an interrupted run
 resumes where it stopped. The cache is keyed by the model key (backbone name), the image
-size and the exact, ordered id list; a cache made for anything else is never reused.
+size and the exact, ordered id list; a cache made for anything else is never reused. The
+unfinished chunks of an interrupted run are reused only under the same chunk layout
+(``chunks.json``): a rerun with another ``chunk_size`` discards them and says so, and every
+chunk's shape is checked before the permanent ``features.npy`` is assembled. A file that
+cannot be decoded stops the extraction with its path named.
 """
 
 from __future__ import annotations
@@ -208,6 +212,62 @@ def cache_key(model_key: str, image_size: int, ids: Sequence[str], *, letterbox:
 
 
 FEATURES_FILE, IDS_FILE, META_FILE = "features.npy", "ids.txt", "meta.json"
+#: The chunk layout of an unfinished cache: chunk files are reused only under the same one.
+LAYOUT_FILE = "chunks.json"
+
+
+def _chunk_file(folder: Path, c: int) -> Path:
+    return folder / f"chunk_{c:05d}.npy"
+
+
+def _reusable_chunks(folder: Path, *, n: int, chunk_size: int) -> int:
+    """Make the unfinished cache in ``folder`` follow the layout ``(n, chunk_size)``: chunk
+    files written under another layout are deleted (with a warning). Returns how many."""
+    import warnings
+
+    layout = {"n": n, "chunk_size": chunk_size}
+    path = folder / LAYOUT_FILE
+    try:
+        old = json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        old = None
+    stale = sorted(folder.glob("chunk_*.npy")) if old != layout else []
+    for f in stale:
+        f.unlink()
+    if stale:
+        warnings.warn(f"{folder}: discarded {len(stale)} unfinished chunk(s) written under "
+                      f"another chunk layout ({old}); now {layout}", stacklevel=3)
+    if old != layout:
+        write_json_atomic(path, layout)
+    return len(stale)
+
+
+def _checked_chunk(folder: Path, c: int, *, rows: int, dim: int | None) -> np.ndarray:
+    """Chunk ``c`` (memory-mapped), checked to hold ``rows`` rows of ``dim`` values; a wrong
+    one is deleted so that a rerun recomputes it."""
+    f = _chunk_file(folder, c)
+    part = np.load(f, mmap_mode="r")
+    if part.ndim != 2 or len(part) != rows or (dim is not None and part.shape[1] != dim):
+        shape = part.shape
+        del part
+        f.unlink()
+        raise ValueError(f"The feature chunk {f} has shape {shape} (expected {rows} rows of "
+                         f"{dim or 'any number of'} values); it was deleted: rerun to "
+                         f"recompute it.")
+    return part
+
+
+def _undecodable(paths: Sequence[str], *, image_size: int, letterbox: bool) -> list[str]:
+    """The files among ``paths`` that :func:`decode_image_tensor` cannot decode."""
+    import tensorflow as tf
+
+    bad = []
+    for p in paths:
+        try:
+            decode_image_tensor(tf.io.read_file(p), image_size=image_size, letterbox=letterbox)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+            bad.append(p)
+    return bad
 
 
 @dataclass(frozen=True)
@@ -316,9 +376,10 @@ def extract_embeddings(ids: Sequence[str], image_paths: Sequence[str], *,
         return cache.ids, cache.features
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / IDS_FILE, "\n".join(ids) + "\n")
+    _reusable_chunks(folder, n=len(ids), chunk_size=chunk_size)
 
     n_chunks = (len(ids) + chunk_size - 1) // chunk_size
-    todo = [c for c in range(n_chunks) if not (folder / f"chunk_{c:05d}.npy").exists()]
+    todo = [c for c in range(n_chunks) if not _chunk_file(folder, c).exists()]
     model = infer = None
     start = time.perf_counter()
     bar = tqdm(total=len(ids), desc=f"{model_key} @ {image_size}px", unit="img", disable=not progress)
@@ -329,21 +390,29 @@ def extract_embeddings(ids: Sequence[str], image_paths: Sequence[str], *,
             infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         lo, hi = c * chunk_size, min((c + 1) * chunk_size, len(ids))
         outputs = []
-        for batch in image_dataset(image_paths[lo:hi], image_size=image_size,
-                                   batch_size=batch_size, letterbox=letterbox):
-            outputs.append(np.asarray(infer(batch), dtype=np.float32))
-            bar.update(len(outputs[-1]))
-        save_npy_atomic(folder / f"chunk_{c:05d}.npy", np.concatenate(outputs).reshape(hi - lo, -1))
+        try:
+            for batch in image_dataset(image_paths[lo:hi], image_size=image_size,
+                                       batch_size=batch_size, letterbox=letterbox):
+                outputs.append(np.asarray(infer(batch), dtype=np.float32))
+                bar.update(len(outputs[-1]))
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
+            bad = _undecodable(image_paths[lo:hi], image_size=image_size, letterbox=letterbox)
+            raise ValueError(f"Cannot decode {len(bad) or 'an'} image file(s) of ids "
+                             f"{lo}-{hi - 1}, e.g. {bad[:3] or image_paths[lo:hi][:3]}: "
+                             f"{err.message.splitlines()[0]}. Fix or remove them from the catalog "
+                             f"(the chunks done so far are kept).") from err
+        save_npy_atomic(_chunk_file(folder, c), np.concatenate(outputs).reshape(hi - lo, -1))
     bar.close()
 
     # Assemble into one memory-mapped file without holding every chunk at once.
-    first = np.load(folder / "chunk_00000.npy", mmap_mode="r")
+    first = _checked_chunk(folder, 0, rows=min(chunk_size, len(ids)), dim=None)
     with atomic_path(folder / FEATURES_FILE, suffix=".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                         shape=(len(ids), first.shape[1]))
         for c in range(n_chunks):
             lo = c * chunk_size
-            part = np.load(folder / f"chunk_{c:05d}.npy", mmap_mode="r")
+            part = _checked_chunk(folder, c, rows=min(chunk_size, len(ids) - lo),
+                                  dim=first.shape[1])
             out[lo:lo + len(part)] = part
         out.flush()
         del out
@@ -351,7 +420,8 @@ def extract_embeddings(ids: Sequence[str], image_paths: Sequence[str], *,
         "model_key": model_key, "image_size": image_size, "n": len(ids), "dim": int(first.shape[1]),
         "letterbox": letterbox, "seconds": round(time.perf_counter() - start, 2)}, indent=1)
     for c in range(n_chunks):
-        (folder / f"chunk_{c:05d}.npy").unlink(missing_ok=True)
+        _chunk_file(folder, c).unlink(missing_ok=True)
+    (folder / LAYOUT_FILE).unlink(missing_ok=True)
     cache = open_feature_cache(folder)
     return cache.ids, cache.features
 

@@ -8,8 +8,11 @@ Usage::
     python -m fashion_utils.runner --strip         # strip outputs from the source notebooks
     python -m fashion_utils.runner --study --budget-minutes 60   # the whole study (`make`)
 
-Each executed notebook is written as ``.ipynb`` and as an HTML copy. The first failure stops
-the run, names the notebook and the cell, and the process exits non-zero.
+Each executed notebook is written as ``.ipynb`` and as an HTML copy. A parameter that none
+of the notebooks to run declares is an error before anything runs (it lists their
+parameters). The first failure — an error in a cell, a dead kernel, a cell past
+``--cell-timeout`` — stops the run, names the notebook and the cell, and the process exits 1;
+Ctrl-C stops it with exit status 130, naming the partly executed notebook.
 """
 
 from __future__ import annotations
@@ -74,6 +77,72 @@ def parse_parameter(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def notebook_parameters(nb_path: Path) -> list[str]:
+    """The names a notebook's ``parameters`` cell declares (papermill's inspection)."""
+    import papermill as pm
+
+    return list(pm.inspect_notebook(str(nb_path)))
+
+
+class ParameterError(ValueError):
+    """A parameter that cannot work, found before anything runs: a name none of the notebooks
+    to run declares, or a ``DATA_DIR`` that is empty or not a folder."""
+
+
+def check_data_dir(parameters: dict[str, Any]) -> None:
+    """Fail before anything runs when ``DATA_DIR`` is given but empty or not a folder (it
+    would otherwise fail inside the first notebook, or an empty one read the default data).
+
+    Raises:
+        ParameterError: naming the value.
+    """
+    if "DATA_DIR" not in parameters or parameters["DATA_DIR"] is None:
+        return
+    value = parameters["DATA_DIR"]
+    if not str(value).strip():
+        raise ParameterError(f"DATA_DIR is empty: pass a catalog folder, or leave it out for "
+                             f"the default data. Received: DATA_DIR={value!r}")
+    if not Path(str(value)).expanduser().is_dir():
+        raise ParameterError(f"DATA_DIR is not a folder (a Kaggle-layout catalog, a folder per "
+                             f"class, ...). Received: DATA_DIR={value!r}")
+
+
+def check_parameters(notebooks: Sequence[Path], parameters: Iterable[str]) -> None:
+    """Fail before anything runs when a parameter is declared by none of ``notebooks``.
+
+    A parameter goes to every notebook of a run, and each uses those it declares, so a name
+    only some of them declare is fine; a misspelt one (``TARGT``) would otherwise be ignored
+    with a warning while the default study ran and overwrote its results.
+
+    Raises:
+        ParameterError: naming the unknown parameters and listing each notebook's.
+    """
+    declared = {nb.stem: notebook_parameters(nb) for nb in notebooks}
+    known = {name for names in declared.values() for name in names}
+    unknown = [name for name in dict.fromkeys(parameters) if name not in known]
+    if unknown:
+        listing = "\n".join(f"  {stem}: {', '.join(names) or '(none)'}"
+                             for stem, names in declared.items())
+        raise ParameterError(f"Unknown parameter(s) {unknown}: no notebook to run declares them. "
+                         f"Received: {unknown!r}. The notebooks' parameters:\n{listing}")
+
+
+def last_started_cell(out: Path) -> tuple[int | None, str]:
+    """The cell a partly executed papermill notebook stopped in: the last one papermill
+    started (``start_time`` in its metadata) as ``(index, source)``; ``(None, "")`` when the
+    file is missing or no cell started."""
+    try:
+        cells = json.loads(Path(out).read_text()).get("cells", [])
+    except (OSError, ValueError):
+        return None, ""
+    started = [i for i, cell in enumerate(cells)
+               if cell.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return None, ""
+    source = cells[started[-1]].get("source", "")
+    return started[-1], "".join(source) if isinstance(source, list) else source
+
+
 def strip_outputs(path: Path) -> bool:
     """Remove outputs and execution counts from a notebook in place.
 
@@ -126,13 +195,14 @@ def executed_name(notebook: Path, *, target: str | None = None) -> str:
 def run_notebooks(*, quick: bool = False, parameters: dict[str, Any] | None = None,
                   only: Sequence[str] | None = None, notebooks_dir: Path = config.NOTEBOOKS_DIR,
                   output_dir: Path | None = None, html: bool = True,
-                  kernel_name: str = "python3") -> list[Path]:
+                  kernel_name: str = "python3", cell_timeout: float | None = None) -> list[Path]:
     """Execute the numbered notebooks in order with papermill.
 
     Args:
         quick: pass ``QUICK=True`` (small sample, small images) to every notebook.
-        parameters: extra papermill parameters for every notebook (unknown names are ignored
-            by the notebooks that lack them, as papermill does).
+        parameters: extra papermill parameters for every notebook; each must be declared by
+            at least one of them (:func:`check_parameters`), and the notebooks that lack one
+            ignore it.
         only: restrict to these notebook numbers/names.
         notebooks_dir: where the source notebooks are.
         output_dir: where executed copies go (default: the catalog's
@@ -140,33 +210,42 @@ def run_notebooks(*, quick: bool = False, parameters: dict[str, Any] | None = No
             its own executed study).
         html: also write an HTML copy of each executed notebook.
         kernel_name: the Jupyter kernel to run.
+        cell_timeout: seconds a cell may run (``None``: no limit).
 
     Returns:
         Paths of the executed notebooks.
 
     Raises:
+        ParameterError: a parameter no notebook to run declares (before anything
+            runs).
         RuntimeError: naming the notebook and cell that failed.
     """
     params = {"QUICK": bool(quick), **(parameters or {})}
+    notebooks = notebook_paths(notebooks_dir, only=only)
+    check_parameters(notebooks, parameters or {})
+    check_data_dir(params)
     out_dir = (Path(output_dir) if output_dir
                else config.get_paths(params.get("DATA_DIR"), quick=quick).executed)
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = []
-    for nb_path in notebook_paths(notebooks_dir, only=only):
+    for nb_path in notebooks:
         out = out_dir / executed_name(nb_path, target=params.get("TARGET"))
-        execute_notebook(nb_path, out, parameters=params, html=html, kernel_name=kernel_name)
+        execute_notebook(nb_path, out, parameters=params, html=html, kernel_name=kernel_name,
+                         cell_timeout=cell_timeout)
         executed.append(out)
     return executed
 
 
 def execute_notebook(nb_path: Path, out: Path, *, parameters: dict[str, Any], html: bool = True,
-                     kernel_name: str = "python3") -> float:
+                     kernel_name: str = "python3", cell_timeout: float | None = None) -> float:
     """Execute one notebook with papermill into ``out`` (and an HTML copy); returns its seconds.
 
     Raises:
-        RuntimeError: naming the notebook and cell that failed.
+        RuntimeError: naming the notebook and cell that failed: an error in the cell, a kernel
+            that died, or a cell that ran past ``cell_timeout`` seconds.
     """
     import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     nb_params = dict(parameters)
@@ -176,12 +255,20 @@ def execute_notebook(nb_path: Path, out: Path, *, parameters: dict[str, Any], ht
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(nb_path), str(out), parameters=nb_params, kernel_name=kernel_name,
-                            cwd=str(nb_path.parent), progress_bar=False, log_output=False)
+                            cwd=str(nb_path.parent), progress_bar=False, log_output=False,
+                            execution_timeout=cell_timeout)
     except PapermillExecutionError as err:
         raise RuntimeError(
             f"{nb_path.name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
             f"{err.ename}: {err.evalue}\n--- cell source ---\n{err.source}\n"
             f"The partly executed notebook is {out}") from err
+    except (DeadKernelError, CellTimeoutError) as err:
+        index, source = last_started_cell(out)
+        what = ("its kernel died" if isinstance(err, DeadKernelError)
+                else f"a cell ran past the {cell_timeout:g} s timeout")
+        raise RuntimeError(f"{nb_path.name} stopped in cell {index}: {what} "
+                           f"({type(err).__name__}: {err})\n--- cell source ---\n{source}\n"
+                           f"The partly executed notebook is {out}") from err
     seconds = time.perf_counter() - start
     if html:
         export_html(out)
@@ -197,7 +284,7 @@ def _catalog_has(data_dir: Path, column: str) -> bool:
 def run_study(*, budget_minutes: float = config.STUDY_BUDGET_MINUTES, quick: bool = False,
               parameters: dict[str, Any] | None = None, html: bool = True,
               notebooks_dir: Path = config.NOTEBOOKS_DIR, output_dir: Path | None = None,
-              kernel_name: str = "python3") -> dict[str, Any]:
+              kernel_name: str = "python3", cell_timeout: float | None = None) -> dict[str, Any]:
     """Execute the whole study (:func:`budget.study_plan`) and write its timing table.
 
     The plan runs 01-04 for the default target, 02-04 for :data:`config.SECOND_TARGET` (when
@@ -209,22 +296,28 @@ def run_study(*, budget_minutes: float = config.STUDY_BUDGET_MINUTES, quick: boo
         target, parameters and seconds, the wall time, the load average before and after.
     """
     user = dict(parameters or {})
+    check_data_dir(user)
     paths = config.get_paths(user.get("DATA_DIR"), quick=quick)
     second = None if "TARGET" in user else config.SECOND_TARGET
     if second and not _catalog_has(paths.data_dir, second):
         print(f"The catalog has no {second!r} column: one pass, for the default target.")
         second = None
     plan = budget.study_plan(budget_minutes, quick=quick, second_target=second)
+    notebooks = {step.notebook: notebook_paths(notebooks_dir, only=[step.notebook])[0]
+                 for step in plan}
+    check_parameters(list(notebooks.values()), user)
+    for step in plan:  # the plan's own names too: a renamed notebook parameter fails here
+        check_parameters([notebooks[step.notebook]], step.parameters)
     out_dir = Path(output_dir) if output_dir else paths.executed
     out_dir.mkdir(parents=True, exist_ok=True)
     load_start, start = os.getloadavg(), time.perf_counter()
     steps = []
     for step in plan:
         params = {"QUICK": bool(quick), **step.parameters, **user}
-        [nb_path] = notebook_paths(notebooks_dir, only=[step.notebook])
+        nb_path = notebooks[step.notebook]
         out = out_dir / executed_name(nb_path, target=params.get("TARGET"))
         seconds = execute_notebook(nb_path, out, parameters=params, html=html,
-                                   kernel_name=kernel_name)
+                                   kernel_name=kernel_name, cell_timeout=cell_timeout)
         steps.append({"notebook": nb_path.stem, "target": params.get("TARGET")
                       or config.DEFAULT_TARGET, "parameters": dict(step.parameters),
                       "seconds": round(seconds, 1), "executed": out.name})
@@ -250,6 +343,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--budget-minutes", type=float, default=config.STUDY_BUDGET_MINUTES,
                         help="the study's time budget: scales notebook 04's heavy steps")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML copies")
+    parser.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                        help="stop (exit 1) when a cell runs longer than this")
     parser.add_argument("--strip", action="store_true",
                         help="strip outputs from the source notebooks instead of running them")
     args = parser.parse_args(list(argv) if argv is not None else None)
@@ -258,19 +353,29 @@ def main(argv: Iterable[str] | None = None) -> int:
             if strip_outputs(path):
                 print(f"stripped {path.name}")
         return 0
-    params = dict(parse_parameter(p) for p in args.param)
+    try:
+        params = dict(parse_parameter(p) for p in args.param)
+    except ValueError as err:
+        parser.error(str(err))
     if args.study and args.only:
         parser.error("--study runs every notebook: leave out --only")
+    options = {"quick": args.quick, "parameters": params, "html": not args.no_html,
+               "cell_timeout": args.cell_timeout}
     try:
         if args.study:
-            run_study(budget_minutes=args.budget_minutes, quick=args.quick, parameters=params,
-                      html=not args.no_html)
+            run_study(budget_minutes=args.budget_minutes, **options)
         else:
-            run_notebooks(quick=args.quick, parameters=params, only=args.only,
-                          html=not args.no_html)
+            run_notebooks(only=args.only, **options)
+    except ParameterError as err:  # nothing has run
+        print(f"\nNOTHING RAN: {err}", file=sys.stderr)
+        return 2
     except RuntimeError as err:
         print(f"\nNOTEBOOK FAILED: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nINTERRUPTED (Ctrl-C): the notebook that was running is left partly executed "
+              "in the executed folder; rerun to start it again.", file=sys.stderr)
+        return 130
     return 0
 
 

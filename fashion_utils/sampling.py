@@ -81,6 +81,9 @@ def drop_rare_classes(catalog: pd.DataFrame, *, target: str,
     Returns:
         ``(kept, dropped)``: the kept rows (catalog order) and one row per dropped group
         ``[class, items, reason]`` — nothing leaves the study without being listed.
+
+    Raises:
+        ValueError: fewer than two classes are left (nothing to classify), naming them.
     """
     columns_present(catalog, [target], "catalog")
     min_per_class = positive_int("min_per_class", min_per_class, allow_none=True)
@@ -93,6 +96,13 @@ def drop_rare_classes(catalog: pd.DataFrame, *, target: str,
         dropped.append({"class": "<missing>", "items": int(unlabelled.sum()),
                         "reason": f"no {target} label"})
     keep = ~unlabelled & ~catalog[target].isin(rare.index)
+    left = counts.drop(rare.index)
+    if len(left) < 2:
+        raise ValueError(f"{target!r} has {len(left)} class(es) left ({dict(left)}) after "
+                         f"dropping {len(rare)} with fewer than {min_per_class} items and "
+                         f"{int(unlabelled.sum())} unlabelled row(s): a classifier needs two or "
+                         f"more. Choose another TARGET or lower MIN_PER_CLASS. Received: "
+                         f"target={target!r}, min_per_class={min_per_class!r}")
     return (catalog.loc[keep].reset_index(drop=True),
             pd.DataFrame(dropped, columns=["class", "items", "reason"]))
 

@@ -141,18 +141,20 @@ class BudgetedOneCycle(keras.callbacks.Callback):
 
     The rate rises linearly towards ``peak`` over ``warmup_epochs``, then falls linearly to 0 at
     the end of the last planned epoch. Without ``max_seconds`` the plan is ``max_epochs``. With
-    it, the plan is remade after every epoch until the decay begins: the epochs done plus as
+    it, the plan is remade after every epoch: until the decay begins, the epochs done plus as
     many as the time left allows at the slowest epoch's pace so far (with a 3% margin), at most
-    ``max_epochs``; a plan shorter than the warm-up starts the decay after the first epoch.
-    Once the decay has begun the plan stays. Should the machine slow down so much that an
-    epoch would end past 1.25 × ``max_seconds``, training stops (``stopped_for_time``). The
-    first epoch always runs.
+    ``max_epochs`` (a plan shorter than the warm-up starts the decay after the first epoch).
+    Once the decay has begun the plan can only shrink: should the machine slow down so that
+    the planned epochs no longer fit, the plan is cut to those that do and the decay is
+    re-anchored — from the rate reached, linearly to 0 at the new last epoch — so training
+    still ends within the budget with its rate at 0 (``shortened``). The first epoch always
+    runs.
 
     Attributes:
         planned_epochs: the current plan.
         epoch_seconds: wall time of each epoch (validation included).
         learning_rates: the rate at each epoch's last step.
-        stopped_for_time: the safety stop fired.
+        shortened: how many times a slower machine cut the plan after the decay began.
     """
 
     def __init__(self, *, peak: float, steps_per_epoch: int, max_epochs: int,
@@ -167,7 +169,8 @@ class BudgetedOneCycle(keras.callbacks.Callback):
         self.planned_epochs = self.max_epochs
         self.epoch_seconds: list[float] = []
         self.learning_rates: list[float] = []
-        self.stopped_for_time = False
+        self.shortened = 0
+        self._anchor: tuple[int, float] | None = None  # (step, rate) of a re-anchored decay
         self._epoch = 0
         self._rate = 0.0
 
@@ -178,11 +181,14 @@ class BudgetedOneCycle(keras.callbacks.Callback):
 
     def rate_at(self, step: int) -> float:
         """The learning rate at a global step (0-based), under the current plan."""
+        total = self.planned_epochs * self.steps_per_epoch
+        if self._anchor is not None and step >= self._anchor[0]:
+            at, rate = self._anchor
+            return rate * max(0.0, (total - step) / max(1, total - at))
         warm, start = self.warmup_epochs * self.steps_per_epoch, self._decay_start()
         if step < start:
             return self.peak * (step + 1) / warm
         top = self.peak * min(1.0, start / warm) if warm else self.peak
-        total = self.planned_epochs * self.steps_per_epoch
         return top * max(0.0, (total - step) / max(1, total - start))
 
     def on_train_begin(self, logs=None):
@@ -200,13 +206,16 @@ class BudgetedOneCycle(keras.callbacks.Callback):
         self.epoch_seconds.append(now - self._epoch_start)
         self.learning_rates.append(float(self._rate))
         done, elapsed, pace = epoch + 1, now - self._start, max(self.epoch_seconds)
-        if self.max_seconds is not None and done * self.steps_per_epoch <= self._decay_start():
-            more = int(max(0.0, self.max_seconds - elapsed) // (pace * 1.03))
-            self.planned_epochs = max(done, min(self.max_epochs, done + more))
+        if self.max_seconds is not None:
+            fits = done + int(max(0.0, self.max_seconds - elapsed) // (pace * 1.03))
+            step = done * self.steps_per_epoch
+            if step <= self._decay_start():  # warming up: the plan follows the pace
+                self.planned_epochs = max(done, min(self.max_epochs, fits))
+            elif fits < self.planned_epochs:  # decaying, and the rest no longer fits
+                self._anchor = (step, self.rate_at(step))
+                self.planned_epochs = max(done, fits)
+                self.shortened += 1
         if done >= self.planned_epochs:
-            self.model.stop_training = True
-        elif self.max_seconds is not None and elapsed + pace > 1.25 * self.max_seconds:
-            self.stopped_for_time = True
             self.model.stop_training = True
 
 
@@ -337,7 +346,7 @@ def train_scratch_cnn(*, train_paths: Sequence[str], train_labels: Sequence[int]
                 "learning_rate": learning_rate, "schedule": "one-cycle (linear)",
                 "warmup_epochs": warmup_epochs, "momentum": momentum,
                 "weight_decay": weight_decay, "label_smoothing": label_smoothing,
-                "max_seconds": max_seconds, "stopped_for_time": schedule.stopped_for_time,
+                "max_seconds": max_seconds, "plan_shortened": schedule.shortened,
                 "load_seconds": round(load_seconds, 1), "train_images": len(train_labels),
                 "val_images": len(val_labels), "seed": seed}
     params = int(sum(np.prod(w.shape) for w in training.trainable_weights))

@@ -147,10 +147,13 @@ def test_load_catalog_errors(tmp_path):
 def test_header_only_styles_gives_an_empty_catalog(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "styles.csv").write_text("id,articleType,year\n\n")
-    catalog, report = data.load_catalog(tmp_path)
+    catalog, report = data.load_kaggle_catalog(tmp_path)
     assert catalog.empty and list(catalog.columns) == ["id", "image_path", "articleType", "year"]
     assert report.n_rows_read == 0 and report.summary()["count"]["kept"] == 0
     assert any("1 blank line(s)" in note for note in report.notes)
+    # the notebooks' entry point refuses it, naming the folder
+    with pytest.raises(ValueError, match=r"no usable product: 0 row\(s\) read.*data_dir="):
+        data.load_catalog(tmp_path)
 
 
 def test_clean_catalog_fixture_loads_without_exclusions(tiny_kaggle_dir):

@@ -122,6 +122,66 @@ def test_interrupted_run_resumes_from_finished_chunks(images, tmp_path, monkeypa
     assert not list(folder.glob("chunk_*.npy")) and not list(folder.glob(".*tmp*"))
 
 
+@pytest.mark.parametrize("first, second", [(8, 4), (4, 8), (8, 16)])
+def test_a_resume_with_another_chunk_size_never_reuses_misaligned_chunks(
+        images, tmp_path, monkeypatch, first, second):
+    """Issue 15: chunk files of 8 rows were reused as chunks of 4 (rows shifted, zeros)."""
+    ids = [str(i) for i in range(len(images))]
+    kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=4,
+              progress=False)
+    real_save = features.save_npy_atomic
+    saved = []
+
+    def failing_save(path, array):
+        if len(saved) == 1:
+            raise KeyboardInterrupt("simulated interruption")
+        saved.append(path.name)
+        real_save(path, array)
+
+    monkeypatch.setattr(features, "save_npy_atomic", failing_save)
+    with pytest.raises(KeyboardInterrupt):
+        features.extract_embeddings(ids, images, model_factory=CountingFactory(),
+                                    chunk_size=first, **kw)
+    monkeypatch.setattr(features, "save_npy_atomic", real_save)
+    with pytest.warns(UserWarning, match=r"discarded 1 unfinished chunk\(s\)"):
+        _, feats = features.extract_embeddings(ids, images, model_factory=CountingFactory(),
+                                               chunk_size=second, **kw)
+    np.testing.assert_allclose(feats, _reference(images, 28), atol=1e-3)
+    folder = next((tmp_path / "cache").iterdir())
+    assert sorted(p.name for p in folder.iterdir()) == ["features.npy", "ids.txt", "meta.json"]
+
+
+def test_a_chunk_of_the_wrong_shape_is_deleted_and_named(images, tmp_path):
+    ids = [str(i) for i in range(len(images))]
+    kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=8,
+              chunk_size=8, progress=False)
+    folder = tmp_path / "cache" / features.cache_key("m", 28, ids)
+    folder.mkdir(parents=True)
+    (folder / "chunks.json").write_text('{"n": 23, "chunk_size": 8}')
+    np.save(folder / "chunk_00001.npy", np.zeros((5, 3), np.float32))  # 5 rows, not 8
+    with pytest.raises(ValueError, match=r"chunk_00001.npy has shape \(5, 3\).*8 rows"):
+        features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
+    assert not (folder / "chunk_00001.npy").exists() and not (folder / "features.npy").exists()
+    _, feats = features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
+    np.testing.assert_allclose(feats, _reference(images, 28), atol=1e-3)
+
+
+def test_an_undecodable_image_is_named_and_finished_chunks_are_kept(images, tmp_path):
+    ids = [str(i) for i in range(len(images))]
+    broken = tmp_path / "img" / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    paths = images[:-1] + [str(broken)]
+    kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=8,
+              chunk_size=8, progress=False)
+    with pytest.raises(ValueError, match=r"Cannot decode 1 image file\(s\) of ids 16-22.*"
+                                         r"broken.png"):
+        features.extract_embeddings(ids, paths, model_factory=CountingFactory(), **kw)
+    folder = next((tmp_path / "cache").iterdir())
+    assert sorted(p.name for p in folder.glob("chunk_*.npy")) == ["chunk_00000.npy",
+                                                                   "chunk_00001.npy"]
+    assert not (folder / "features.npy").exists()
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(image_size=4), "image_size"),
     (dict(image_size=28, batch_size=16, chunk_size=8), "chunk_size"),

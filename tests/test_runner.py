@@ -138,3 +138,101 @@ def test_code_lines_and_cells_are_short(path):
 ])
 def test_executed_copies_of_two_targets_do_not_overwrite_each_other(target, expected):
     assert runner.executed_name(Path("notebooks/04_tuning.ipynb"), target=target) == expected
+
+
+def _tiny_notebook(folder: Path, name: str, body: str, *, params: str = "TARGET = None\n") -> Path:
+    """A numbered notebook: a cell tagged ``parameters``, then ``body``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell(params)
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [parameters, nbformat.v4.new_code_cell(body)]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_an_unknown_parameter_is_an_error_before_anything_runs(tmp_path):
+    src = tmp_path / "notebooks"
+    _tiny_notebook(src, "01_a.ipynb", "open('ran', 'w').write('yes')", params="TARGET = None\n")
+    _tiny_notebook(src, "02_b.ipynb", "open('ran', 'w').write('yes')", params="EPOCHS = 1\n")
+    out = tmp_path / "executed"
+    with pytest.raises(runner.ParameterError, match=r"\['TARGT'\].*01_a: TARGET.*"
+                                                         r"02_b: EPOCHS") as err:
+        runner.run_notebooks(parameters={"TARGT": "articleType", "EPOCHS": 2},
+                             notebooks_dir=src, output_dir=out, html=False)
+    assert "QUICK" not in str(err.value).split("Received")[0]  # the runner's own name is fine
+    assert not out.exists() or not any(out.iterdir())
+    assert not (src / "ran").exists()
+    # a name only one of the notebooks declares goes to every notebook, as before
+    runner.check_parameters(sorted(src.glob("*.ipynb")), ["TARGET", "EPOCHS"])
+
+
+def test_the_command_line_exits_2_on_an_unknown_parameter(capsys, monkeypatch):
+    monkeypatch.setattr(runner, "run_notebooks", lambda **_: runner.check_parameters(
+        runner.notebook_paths(only=["01"]), ["TARGT"]))
+    assert runner.main(["--only", "01", "-p", "TARGT=articleType"]) == 2
+    err = capsys.readouterr().err
+    assert "NOTHING RAN" in err and "TARGT" in err and "DATA_DIR" in err
+
+
+def test_a_malformed_parameter_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        runner.main(["-p", "IMAGE_SIZE"])
+    assert exit_.value.code == 2 and "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_every_parameter_the_study_plan_passes_is_declared_by_its_notebook():
+    from fashion_utils import budget
+
+    for step in budget.study_plan(240):
+        [nb] = runner.notebook_paths(only=[step.notebook])
+        runner.check_parameters([nb], step.parameters)  # raises on a stale name
+
+
+@pytest.mark.slow  # starts two kernels
+@pytest.mark.parametrize("body, timeout, message", [
+    ("import os\nos._exit(3)", None, "its kernel died"),
+    ("import time\ntime.sleep(60)", 3, "ran past the 3 s timeout"),
+])
+def test_a_dead_kernel_or_a_timeout_names_the_notebook_and_cell(tmp_path, body, timeout, message):
+    nb = _tiny_notebook(tmp_path / "notebooks", "07_crash.ipynb", body)
+    out = tmp_path / "executed" / nb.name
+    out.parent.mkdir()
+    with pytest.raises(RuntimeError, match=rf"07_crash.ipynb stopped in cell 2: {message}") as err:
+        runner.execute_notebook(nb, out, parameters={"TARGET": "x"}, html=False,
+                                cell_timeout=timeout)
+    assert body.splitlines()[-1] in str(err.value)  # the cell's source
+    assert str(out) in str(err.value)
+
+
+def test_the_command_line_exits_1_on_a_failed_notebook_and_130_on_ctrl_c(monkeypatch, capsys):
+    def fail(**_):
+        raise RuntimeError("07_crash.ipynb stopped in cell 2: its kernel died")
+
+    def interrupt(**_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_notebooks", fail)
+    assert runner.main(["--only", "01"]) == 1
+    assert "NOTEBOOK FAILED: 07_crash.ipynb stopped in cell 2" in capsys.readouterr().err
+    monkeypatch.setattr(runner, "run_notebooks", interrupt)
+    assert runner.main(["--only", "01"]) == 130
+    assert "INTERRUPTED" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, message", [("", "DATA_DIR is empty"),
+                                            ("/no/such/catalog", "DATA_DIR is not a folder")])
+def test_a_data_dir_that_cannot_work_is_an_error_before_anything_runs(tmp_path, value, message):
+    src = tmp_path / "notebooks"
+    _tiny_notebook(src, "01_a.ipynb", "open('ran', 'w').write('yes')",
+                   params="DATA_DIR = None\n")
+    with pytest.raises(runner.ParameterError, match=message):
+        runner.run_notebooks(parameters={"DATA_DIR": value}, notebooks_dir=src,
+                             output_dir=tmp_path / "executed", html=False)
+    with pytest.raises(runner.ParameterError, match=message):
+        runner.run_study(parameters={"DATA_DIR": value}, notebooks_dir=src,
+                         output_dir=tmp_path / "executed", html=False)
+    assert not (src / "ran").exists()

@@ -73,7 +73,7 @@ def test_the_plan_fits_the_budget_and_the_rate_ends_at_zero(clock, budget, pace,
     assert schedule.planned_epochs == planned == ran
     assert ran * pace <= budget  # the whole cycle fits
     assert rates[-1] < 0.08 / 4 and schedule.rate_at(ran * 4) == 0.0
-    assert not schedule.stopped_for_time
+    assert schedule.shortened == 0
 
 
 def test_a_budget_below_one_epoch_still_runs_one(clock):
@@ -83,12 +83,25 @@ def test_a_budget_below_one_epoch_still_runs_one(clock):
     assert ran == 1 and schedule.planned_epochs == 1
 
 
-def test_a_machine_that_slows_down_is_stopped_by_the_safety_cap(clock):
+def test_a_machine_that_slows_down_after_the_warm_up_shortens_the_plan_not_the_budget(clock):
     schedule = scratch.BudgetedOneCycle(peak=0.08, steps_per_epoch=4, max_epochs=40,
                                         warmup_epochs=2, max_seconds=100.0)
-    _, ran = _drive(schedule, clock, [10.0, 10.0, 60.0, 60.0, 60.0])
-    assert schedule.planned_epochs == 9  # planned at the measured pace
-    assert schedule.stopped_for_time and ran == 3  # 80 s + 60 s would pass 125 s
+    rates, ran = _drive(schedule, clock, [10.0, 10.0] + [20.0] * 10)
+    # planned at 10 s an epoch (2 + 7), then cut to the epochs that fit at 20 s: 3 + 2
+    assert schedule.shortened == 1 and schedule.planned_epochs == 5 == ran
+    assert sum(schedule.epoch_seconds) <= 100.0
+    decay = rates[8:]  # from the warm-up's peak, linearly down, re-anchored at step 12
+    assert np.all(np.diff(decay) < 0) and rates[8] == pytest.approx(0.08)
+    assert rates[12] < rates[11] and schedule.rate_at(20) == 0.0 and rates[-1] < 0.08 / 8
+    steps_12_to_20 = np.diff(rates[12:])  # the new decay is a straight line to 0
+    assert np.allclose(steps_12_to_20, steps_12_to_20[0])
+
+
+def test_a_faster_machine_never_lengthens_a_decay_that_began(clock):
+    schedule = scratch.BudgetedOneCycle(peak=0.08, steps_per_epoch=4, max_epochs=40,
+                                        warmup_epochs=2, max_seconds=100.0)
+    _, ran = _drive(schedule, clock, [20.0, 20.0] + [5.0] * 20)
+    assert ran == schedule.planned_epochs == 4 and schedule.shortened == 0  # planned at 20 s
 
 
 @pytest.mark.parametrize("options, message", [
