@@ -74,16 +74,13 @@ def drop_rare_classes(catalog: pd.DataFrame, *, target: str,
     """Remove rows without a label and classes with fewer than ``min_per_class`` items.
 
     Args:
-        catalog: a table with a ``target`` column.
-        target: the label column.
+        catalog, target: a table and its label column.
         min_per_class: smallest class kept (``None``: keep every labelled class).
 
     Returns:
         ``(kept, dropped)``: the kept rows (catalog order) and one row per dropped group
-        ``[class, items, reason]`` — nothing leaves the study without being listed.
-
-    Raises:
-        ValueError: fewer than two classes are left (nothing to classify), naming them.
+        ``[class, items, reason]`` — nothing leaves the study without being listed. Fewer
+        than two classes left (nothing to classify) is a ``ValueError`` naming them.
     """
     columns_present(catalog, [target], "catalog")
     min_per_class = positive_int("min_per_class", min_per_class, allow_none=True)
@@ -93,16 +90,11 @@ def drop_rare_classes(catalog: pd.DataFrame, *, target: str,
     dropped = [{"class": str(c), "items": int(n), "reason": f"fewer than {min_per_class} items"}
                for c, n in rare.items()]
     if unlabelled.any():
-        dropped.append({"class": "<missing>", "items": int(unlabelled.sum()),
-                        "reason": f"no {target} label"})
+        dropped.append({"class": "<missing>", "items": int(unlabelled.sum()), "reason": "no label"})
     keep = ~unlabelled & ~catalog[target].isin(rare.index)
-    left = counts.drop(rare.index)
-    if len(left) < 2:
-        raise ValueError(f"{target!r} has {len(left)} class(es) left ({dict(left)}) after "
-                         f"dropping {len(rare)} with fewer than {min_per_class} items and "
-                         f"{int(unlabelled.sum())} unlabelled row(s): a classifier needs two or "
-                         f"more. Choose another TARGET or lower MIN_PER_CLASS. Received: "
-                         f"target={target!r}, min_per_class={min_per_class!r}")
+    if len(left := counts.drop(rare.index)) < 2:
+        raise ValueError(f"{target!r} has {len(left)} class(es) left {left.to_dict()}: a classifier "
+                         f"needs two. Received: target={target!r}, min_per_class={min_per_class!r}")
     return (catalog.loc[keep].reset_index(drop=True),
             pd.DataFrame(dropped, columns=["class", "items", "reason"]))
 

@@ -150,7 +150,7 @@ def test_misspelt_parameter(tmp_path):
 def test_target_with_one_class(tmp_path):
     catalog, _ = data.load_catalog(_catalog(tmp_path))
     catalog["gender"] = "Men"
-    with pytest.raises(ValueError, match=r"'gender' has 1 class\(es\) left \(\{'Men': 24\}\)"):
+    with pytest.raises(ValueError, match=r"'gender' has 1 class\(es\) left \{'Men': 24\}"):
         sampling.drop_rare_classes(catalog, target="gender", min_per_class=10)
 
 
@@ -185,6 +185,23 @@ def test_unusual_image_modes(tmp_path, mode, suffix):
     assert decoded.shape == (16, 16, 3) and 0 <= decoded.min() and decoded.max() <= 255
     small = np.asarray(Image.fromarray(expected.astype(np.uint8)).resize((16, 16)), np.float32)
     assert abs(decoded.mean() - small.mean()) < 4  # the 8-bit scale, not 16-bit or CMY-inverted
+
+
+def test_empty_truncated_or_not_an_image(tmp_path):
+    root = _catalog(tmp_path)
+    images = root / "images"
+    (images / "1000.jpg").write_bytes(b"")
+    full = (images / "1001.jpg").read_bytes()
+    (images / "1001.jpg").write_bytes(full[: len(full) // 2])
+    (images / "1002.jpg").write_text("this is not a picture\n")
+    (images / "1003.jpg").unlink()
+    Image.new("RGB", (8, 8)).save(images / "1003.webp")
+    catalog, report = data.load_catalog(root)
+    reasons = _excluded(report)
+    assert reasons["1000"] == "empty file" and reasons["1001"] == "truncated image"
+    assert reasons["1002"].startswith("not an image")
+    assert reasons["1003"] == "unsupported image format: WEBP"
+    assert len(catalog) == 20 and report.excluded_counts().sum() == 4
 
 
 def test_one_pixel_image(tmp_path):

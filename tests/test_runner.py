@@ -145,6 +145,8 @@ def _tiny_notebook(folder: Path, name: str, body: str, *, params: str = "TARGET 
     import nbformat
 
     nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
     parameters = nbformat.v4.new_code_cell(params)
     parameters.metadata["tags"] = ["parameters"]
     nb.cells = [parameters, nbformat.v4.new_code_cell(body)]
@@ -159,7 +161,7 @@ def test_an_unknown_parameter_is_an_error_before_anything_runs(tmp_path):
     _tiny_notebook(src, "01_a.ipynb", "open('ran', 'w').write('yes')", params="TARGET = None\n")
     _tiny_notebook(src, "02_b.ipynb", "open('ran', 'w').write('yes')", params="EPOCHS = 1\n")
     out = tmp_path / "executed"
-    with pytest.raises(runner.ParameterError, match=r"\['TARGT'\].*01_a: TARGET.*"
+    with pytest.raises(runner.ParameterError, match=r"(?s)\['TARGT'\].*01_a: TARGET.*"
                                                          r"02_b: EPOCHS") as err:
         runner.run_notebooks(parameters={"TARGT": "articleType", "EPOCHS": 2},
                              notebooks_dir=src, output_dir=out, html=False)
@@ -195,7 +197,7 @@ def test_every_parameter_the_study_plan_passes_is_declared_by_its_notebook():
 @pytest.mark.slow  # starts two kernels
 @pytest.mark.parametrize("body, timeout, message", [
     ("import os\nos._exit(3)", None, "its kernel died"),
-    ("import time\ntime.sleep(60)", 3, "ran past the 3 s timeout"),
+    ("import time\ntime.sleep(60)", 3, "a cell ran past the 3 s timeout"),
 ])
 def test_a_dead_kernel_or_a_timeout_names_the_notebook_and_cell(tmp_path, body, timeout, message):
     nb = _tiny_notebook(tmp_path / "notebooks", "07_crash.ipynb", body)
