@@ -74,8 +74,19 @@ def test_headline_metrics_and_comparison_table():
     assert metrics["n_test"] == 300
     table = evaluation.comparison_table({"baseline": metrics})
     assert list(table.columns) == ["accuracy", "95% CI", "macro_f1", "n_test"]
-    assert table.iloc[0]["accuracy"] == 0.959 and table.iloc[0]["macro_f1"] == 0.92
+    # the original study's row comes first, with no interval (it reported none), and goes
+    # away on request; every other row is its own metrics, rounded
+    assert list(table.index) == ["original study (Kaggle, masterCategory)", "baseline"]
+    original = table.iloc[0]
+    assert (original["accuracy"], original["macro_f1"]) == (
+        evaluation.ORIGINAL_STUDY["accuracy"], evaluation.ORIGINAL_STUDY["macro_f1"])
+    assert original["95% CI"] == "" and original["n_test"] == ""
     assert table.loc["baseline", "accuracy"] == round(metrics["accuracy"], 3)
+    assert table.loc["baseline", "macro_f1"] == round(metrics["macro_f1"], 3)
+    assert table.loc["baseline", "95% CI"] == f"{metrics['ci_low']:.3f}–{metrics['ci_high']:.3f}"
+    alone = evaluation.comparison_table({"baseline": metrics}, include_original=False, digits=4)
+    assert list(alone.index) == ["baseline"]
+    assert alone.loc["baseline", "accuracy"] == round(metrics["accuracy"], 4)
     with pytest.raises(ValueError, match="macro_f1"):
         evaluation.comparison_table({"broken": {"accuracy": 1.0}})
 

@@ -171,3 +171,67 @@ def test_recommendation_reports_whole_catalog_and_held_out(quick_run):
     assert choice["n_queries"] > 10 and set(choice["scores"]) == set(rec["sources"])
     assert choice["chosen"] == max(choice["scores"], key=choice["scores"].get)
     assert rec["embedding_source"] == choice["chosen"]  # EMBEDDING_SOURCE="auto"
+
+
+def _scores_in_range(m: dict, n_classes: int, what: str) -> None:
+    """A test score: accuracy inside its 95% interval, all in [0, 1], better than chance."""
+    assert 0 <= m["ci_low"] <= m["accuracy"] <= m["ci_high"] <= 1, (what, m)
+    assert 0 <= m["macro_f1"] <= 1 and m["n_test"] > 0, (what, m)
+    assert m["accuracy"] > 1 / n_classes, (what, m["accuracy"], n_classes)
+
+
+def test_each_notebook_writes_what_it_must_with_values_in_range(quick_run):
+    """Issue 15: not just "a non-empty JSON" — each notebook's keys, their ranges, its figures
+    and its model files, for both targets; 05 embeds with the file 04 saved."""
+    root, _, _ = quick_run
+    metrics_dir = _metrics_dir(root)
+    figures = metrics_dir.parent / "figures"
+    models = root / "models" / "fashion-mnist-quick"
+
+    def read(name):
+        return json.loads((metrics_dir / f"{name}.json").read_text())
+
+    eda = read("01_eda")
+    assert eda["n_products"] == eda["n_kept"] == eda["n_rows_read"] - eda["n_excluded"] > 0
+    assert sum(eda["target_classes"].values()) == eda["n_products"]
+    assert eda["imbalance_ratio"] >= 1 and eda["target"] == config.DEFAULT_TARGET
+    for name in ("class_distribution", "image_properties", "samples_per_class"):
+        assert (figures / f"01_{name}.png").stat().st_size > 5_000, name
+    assert (figures / "02_augmentation_examples.png").is_file()
+    assert (figures / "02_class_balance.png").is_file()
+    for target in (config.DEFAULT_TARGET, config.SECOND_TARGET):
+        named = lambda stem: config.named_for_target(stem, target=target)  # noqa: E731
+        sample = read(named("02_sampling_augmentation"))
+        assert sample["target"] == target and sample["n_kept"] <= sample["n_catalog"]
+        assert sample["train"] + sample["val"] + sample["test"] == sample["n_study"]
+        assert 0 <= sample["augmented"] <= sample["train"] and min(
+            sample["train"], sample["val"], sample["test"]) > 0
+        baseline = read(named("03_baseline_cnn"))
+        _scores_in_range(baseline, baseline["n_classes"], named("03"))
+        assert 0 <= baseline["val_accuracy"] <= 1 and baseline["target"] == target
+        assert (models / baseline["model"]).is_file()
+        for suffix in ("confusion_matrix", "misclassified", "training_curves"):
+            assert (figures / f"{named('03_baseline_cnn')}_{suffix}.png").is_file(), suffix
+        tuning = read(named("04_tuning"))
+        assert tuning["target"] == target and tuning["best_search"] in tuning["test"]
+        for model_name, scores in tuning["test"].items():
+            _scores_in_range(scores, tuning["n_classes"], model_name)
+        for suffix in ("trials", "minutes", "finetuned_confusion_matrix"):
+            assert (figures / f"{named('04_tuning')}_{suffix}.png").is_file(), suffix
+        assert (models / f"finetuned_{target}.keras").is_file()
+        assert sorted(p.name for p in (models / "recipes").glob(f"*_{target}.keras")) == [
+            f"finetune_{target}.keras", f"scratch_{target}.keras"]
+    rec = read("05_recommendation")
+    saved = read(config.named_for_target("04_tuning", target=config.SECOND_TARGET))
+    assert "finetuned" in rec["sources"]  # 04 saved a model: 05 must have embedded with it
+    assert Path(rec["finetuned_model"]) == Path(saved["fine_tune"]["saved_model"])
+    assert rec["n_products"] == eda["n_products"] and rec["k"] == 5
+    for name in ("recommendation_grid", "retrieval_metrics"):
+        assert (figures / f"05_{name}.png").is_file(), name
+    multi = read("06_multi_output")
+    assert [row["attribute"] for row in multi["per_attribute"]] == multi["targets"]
+    for row in multi["per_attribute"]:
+        low, high = (float(v) for v in row["95% CI"].split("–"))  # written to 3 decimals
+        assert 0 <= low - 5e-4 <= row["multi-output acc"] <= high + 5e-4 <= 1 + 5e-4, row
+        assert 0 <= row["single-target acc"] <= 1 and row["classes"] >= 2, row
+    assert multi["multi_output_seconds"] > 0 and multi["single_target_seconds"] > 0

@@ -310,6 +310,32 @@ def test_embedding_model_takes_the_penultimate_dense_layer(tmp_path, image_catal
         embeddings.embedding_model(model, layer_name="nope")
 
 
+def test_a_retrained_model_gets_a_new_cache_and_an_unchanged_one_reuses_it(tmp_path, image_catalog):
+    """The cache key holds the model file's digest: a model saved again with other weights under
+    the same name is never served the old vectors; the same file is served from the cache."""
+    import keras
+
+    def model(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.GlobalAveragePooling2D()(inputs)
+        x = keras.layers.Dense(5, activation="relu", name="embedding")(x)
+        return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+
+    path, cache = tmp_path / "finetuned_articleType.keras", tmp_path / "cache"
+    model(1).save(path)
+    _, first = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=cache, progress=False)
+    first = np.array(first)
+    _, again = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=cache, progress=False)
+    np.testing.assert_array_equal(first, again)
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 1  # served, not recomputed
+    model(2).save(path)  # retrained: same name, other weights
+    _, retrained = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=cache,
+                                                   progress=False)
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
+    assert not np.allclose(first, retrained)
+
+
 def test_embedding_model_finds_the_dense_layer_inside_a_nested_head(tmp_path, image_catalog):
     """Notebook 04's layout: image -> Resizing -> backbone model -> head model -> output."""
     import keras

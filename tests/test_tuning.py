@@ -207,6 +207,24 @@ def test_each_tuner_searches_on_validation_accuracy(tmp_path, hypermodel, data, 
     json.dumps(summary)  # JSON-able, for the metrics file
 
 
+def test_the_search_scores_the_validation_side_it_is_given(tmp_path, hypermodel, data):
+    """Not just an objective named val_accuracy: the same search with the validation labels
+    shuffled must score near chance while the training side is learnt as before."""
+    x_train, y_train, x_val, y_val = (data[k] for k in ("x_train", "y_train", "x_val", "y_val"))
+    # seed 3 draws a configuration that learns these blobs in 4 epochs (adam 3e-3, 256 units)
+    honest = tuning.make_tuner("random", hypermodel, directory=tmp_path, project_name="honest",
+                               max_trials=1, seed=3)
+    liar = tuning.make_tuner("random", hypermodel, directory=tmp_path, project_name="shuffled",
+                             max_trials=1, seed=3)
+    shuffled = np.random.default_rng(0).permutation(y_val)
+    good = tuning.run_search(honest, x_train, y_train, x_val, y_val, epochs=4, patience=4)
+    bad = tuning.run_search(liar, x_train, y_train, x_val, shuffled, epochs=4, patience=4)
+    chance = np.mean(shuffled == y_val)  # what shuffled labels agree with the true ones
+    assert good.summary["best_hyperparameters"] == bad.summary["best_hyperparameters"]
+    assert good.summary["best_val_accuracy"] > 0.8
+    assert bad.summary["best_val_accuracy"] < chance + 0.25
+
+
 def test_a_finished_search_is_reloaded_not_rerun(tmp_path, hypermodel, data):
     first = _search(tmp_path, hypermodel, data)
     assert (first.summary["new_trials"], first.summary["trials"], first.summary["runs"]) == (1, 1, 1)
