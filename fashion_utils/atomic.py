@@ -6,8 +6,10 @@ any) untouched and no temporary file behind. This is the package's only ``os.rep
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +29,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)  # what a killed writer of this file left behind
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
     try:
         yield tmp
@@ -86,20 +89,33 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporary siblings of ``path`` (:func:`temporary_dir_for`) whose process is
-    gone: what a killed writer left behind. Returns what was deleted."""
+    """Delete the temporary siblings of ``path`` (``.<name>.tmp-<pid>[suffix]`` of
+    :func:`atomic_path`, ``.<name>.tmp-<pid>`` / ``.old-<pid>`` of :func:`atomic_dir`) whose
+    process is gone: what a killed writer left behind. Returns what was deleted."""
     path = Path(path)
     removed = []
-    for tag in ("tmp", "old"):
-        for tmp in path.parent.glob(f".{path.name}.{tag}-*") if path.parent.is_dir() else []:
-            try:
-                pid = int(tmp.name.rsplit("-", 1)[1])
-            except ValueError:
-                continue
-            if pid != os.getpid() and not _alive(pid):
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?:tmp|old)-(\d+)(?:\.\w+)?$")
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*-*") if path.parent.is_dir() else []:
+        match = pattern.match(tmp.name)
+        if not match:
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and not _alive(pid):
+            if tmp.is_dir() and not tmp.is_symlink():
                 shutil.rmtree(tmp, ignore_errors=True)
-                removed.append(tmp)
+            else:
+                tmp.unlink(missing_ok=True)
+            removed.append(tmp)
     return removed
+
+
+def remove_stale_temporaries_in(folder: str | os.PathLike) -> list[Path]:
+    """:func:`remove_stale_temporaries` for every target in ``folder``: each temporary name
+    (``.<name>.tmp-<pid>...`` / ``.old-<pid>``) whose writer is gone. Returns what was deleted."""
+    folder = Path(folder)
+    targets = {re.sub(r"\.(?:tmp|old)-\d+(?:\.\w+)?$", "", p.name[1:])
+               for p in folder.glob(".*-*") if re.search(r"\.(?:tmp|old)-\d+", p.name)}
+    return [p for name in sorted(targets) for p in remove_stale_temporaries(folder / name)]
 
 
 @contextmanager

@@ -29,7 +29,8 @@ from PIL import Image
 
 from fashion_utils.checks import columns_present, positive_int
 from fashion_utils.image_files import SUPPORTED_FORMATS, read_image_rgb
-from fashion_utils.atomic import atomic_path, save_npy_atomic, write_json_atomic, write_text_atomic
+from fashion_utils.atomic import (atomic_path, remove_stale_temporaries_in, save_npy_atomic,
+                                  write_json_atomic, write_text_atomic)
 from fashion_utils.backbones import load_backbone
 
 CACHE_FORMAT = 1
@@ -375,6 +376,7 @@ def extract_embeddings(ids: Sequence[str], image_paths: Sequence[str], *,
         cache = open_feature_cache(folder)
         return cache.ids, cache.features
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries_in(folder)  # what a killed run was writing
     write_text_atomic(folder / IDS_FILE, "\n".join(ids) + "\n")
     _reusable_chunks(folder, n=len(ids), chunk_size=chunk_size)
 

@@ -232,10 +232,11 @@ def accuracy_vs_minutes(curves: Mapping[str, Mapping[str, Sequence[float]]], *,
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, curve in curves.items():
         minutes, acc = list(curve["minutes"]), list(curve["val_accuracy"])
-        line, = ax.plot(minutes, acc, marker="o", label=name)
-        if finals and name in finals and minutes:
-            ax.plot([minutes[-1]], [finals[name]], marker="*", markersize=14, linestyle="none",
-                    color=line.get_color(), label=f"{name}: saved model {finals[name]:.4f}")
+        line, = ax.plot(minutes, acc, marker="o", label=name, zorder=3)
+        if finals and name in finals and minutes:  # a hollow star: a one-epoch point shows
+            ax.plot([minutes[-1]], [finals[name]], marker="*", markersize=16, linestyle="none",
+                    markerfacecolor="none", markeredgewidth=1.5, color=line.get_color(),
+                    zorder=4, label=f"{name}: saved model {finals[name]:.4f}")
     ax.set(title=title, xlabel="training minutes (wall clock, validation included)",
            ylabel="validation accuracy")
     ax.grid(alpha=0.3)

@@ -381,3 +381,78 @@ def test_coinciding_searches_are_named():
              "bayesian": {"dense_layers": 2, "units_0": 64, "units_1": 20, "learning_rate": 1e-3}}
     same = tuning.coinciding_searches(found)
     assert same == {"random": ["hyperband"], "hyperband": ["random"], "bayesian": []}
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_fine_tune_time_budget_stops_before_an_epoch_would_pass_it(monkeypatch):
+    """``max_seconds``: no epoch starts that would end past the budget (at the slowest pace)."""
+    import types
+
+    from fashion_utils import finetune
+
+    clock = _Clock()
+    monkeypatch.setattr(finetune.time, "perf_counter", clock)
+    timer = finetune._EpochTimer(25.0)
+    timer.set_model(types.SimpleNamespace(stop_training=False))
+    timer.on_train_begin()
+    for epoch, seconds in enumerate([8.0, 9.0, 8.0, 8.0]):
+        timer.on_epoch_begin(epoch)
+        clock.now += seconds
+        timer.on_epoch_end(epoch)
+        if timer.model.stop_training:
+            break
+    assert timer.seconds == [8.0, 9.0] and timer.stopped_for_time  # 17 s + 9 s > 25 s
+    free = finetune._EpochTimer(None)
+    free.set_model(types.SimpleNamespace(stop_training=False))
+    free.on_train_begin()
+    free.on_epoch_begin(0)
+    clock.now += 1e6
+    free.on_epoch_end(0)
+    assert not free.model.stop_training and not free.stopped_for_time
+
+
+@pytest.mark.slow  # a tiny backbone trained on 24 images for 3 epochs: a few seconds
+def test_fine_tune_augments_only_the_training_side_and_saves_the_best_epoch(tmp_path, make_image,
+                                                                            monkeypatch):
+    from fashion_utils import features, finetune, models
+
+    def tiny_backbone(name, *, image_size, weights=None, **_):
+        inputs = keras.Input((image_size, image_size, 3))
+        x = keras.layers.Conv2D(4, 3, name="block1a_conv")(inputs)
+        return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x), name=name)
+
+    calls = []
+    real_dataset = finetune.labelled_image_dataset
+
+    def recording(paths, labels, **kwargs):
+        calls.append((len(paths), kwargs.get("augmenter"), kwargs.get("shuffle", False)))
+        return real_dataset(paths, labels, **kwargs)
+
+    monkeypatch.setattr(finetune, "load_backbone", tiny_backbone)
+    monkeypatch.setattr(finetune, "labelled_image_dataset", recording)
+    colors = [(220, 30, 30), (30, 30, 220)]
+    paths = [str(make_image(tmp_path / "img" / f"{i}.png", color=colors[i % 2], seed=i,
+                            size=(16, 16))) for i in range(32)]
+    labels = np.arange(32) % 2
+    head = models.build_classifier_head(4, 2)
+    result = finetune.fine_tune(head, backbone_name="tiny", train_paths=paths[:24],
+                                train_labels=labels[:24], val_paths=paths[24:],
+                                val_labels=labels[24:], class_names=["red", "blue"],
+                                image_size=16, model_path=tmp_path / "ft.keras", epochs=4,
+                                batch_size=8, learning_rate=0.3, patience=4, weights=None,
+                                verbose=0)
+    (n_train, train_aug, train_shuffle), (n_val, val_aug, val_shuffle) = calls
+    assert (n_train, n_val) == (24, 8) and train_aug is not None and val_aug is None
+    assert train_shuffle and not val_shuffle
+    saved = models.load_end_to_end_model(result.model_path)
+    probs = features.predict_image_files(saved, paths[24:], image_size=16)
+    history = result.history["val_accuracy"]
+    assert np.mean(probs.argmax(1) == labels[24:]) == pytest.approx(max(history))
+    assert result.best_val_accuracy == max(history)

@@ -118,6 +118,31 @@ def test_a_value_filter_is_offered_as_given(explorer_data):
     assert exp.filters is None
 
 
+def test_a_search_with_no_match_says_so_and_keeps_the_last_pick(explorer):
+    before, results = explorer.selected, explorer.results.copy()
+    explorer.search.value = "no such product"
+    assert explorer.page_ids == [] and "nothing matches" in explorer.status.value
+    assert "no such product" in explorer.status.value
+    assert explorer.selected == before  # the view still shows a product and its results
+    pd.testing.assert_frame_equal(explorer.results, results)
+    explorer.search.value = ""  # clearing the box brings the catalog back
+    assert len(explorer.page_ids) == 12
+
+
+def test_a_filter_that_leaves_fewer_than_k_results_shows_those_and_hides_the_rest(explorer_data):
+    catalog, index = explorer_data
+    # 10 bags, one of them the query: a "same articleType" filter on a bag leaves 9 >= 5,
+    # so narrow it to one gender as well: 5 bags of its gender, one of them the query -> 4
+    exp = widgets.RecommendationExplorer(index, catalog, k=5, page_size=12,
+                                         filters={"articleType": "Bag", "gender": "Women"})
+    exp.select("102")  # a Bag, Women
+    assert len(exp.results) == 4 and set(exp.results["articleType"]) == {"Bag"}
+    assert "(only 4: the filter leaves fewer)" in exp.status.value
+    visible = [box.layout.visibility for box in exp._result_boxes]
+    assert visible == ["visible"] * 4 + ["hidden"]
+    assert exp.result_captions[4].value == ""
+
+
 def test_more_like_this_follows_a_result(explorer):
     target = explorer.results.iloc[2]["id"]
     explorer.result_buttons[2].click()

@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="the label column (notebook 02 must have run for it)")
     group.add_argument("--data-dir", type=Path, default=None,
                        help="the catalog (default: the prepared Fashion-MNIST)")
+    group.add_argument("--retrieval-only", action="store_true",
+                       help="no training: add 05's retrieval scores to the saved models of the "
+                            "results file's training section")
     return parser
 
 
@@ -89,6 +92,8 @@ def _section_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 "full_image_size": tuple(args.full_size), "root": args.root,
                 "weights": None if args.random_weights else "imagenet"}
     if name == "training":
+        if args.retrieval_only:
+            return {"retrieval_only": True, "data_dir": args.data_dir, "out": args.out}
         return {"minutes": tuple(args.minutes), "target": args.target,
                 "data_dir": args.data_dir, "out": args.out}
     return {}

@@ -12,6 +12,9 @@ the test side once per budget, each budget's model being a final model:
 - the coarser attribute the classes imply, where each class belongs to exactly one coarser
   class in the catalog (Fashion-MNIST's articleType → masterCategory): its accuracy from the
   same predictions;
+- notebook 05's retrieval evaluation with this model's embeddings (:func:`retrieval_scores`):
+  precision@5 at the target and the other metrics, test-side queries against the whole
+  catalog and against the held-out test side;
 - the accuracy-vs-minutes curve of every budget (one figure).
 
 Each budget's result is written as soon as it is measured, so a long run that is stopped
@@ -21,6 +24,7 @@ its epochs from the measured pace, so a busy machine buys fewer epochs.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -29,13 +33,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from fashion_utils import (checks, config, evaluation, features, models, plots, sampling,
-                           scratch)
-from fashion_utils.bench.measure import load_averages, markdown_table, write_results
+from fashion_utils import (checks, config, data, embeddings, evaluation, features, models, plots,
+                           retrieval, sampling, scratch, splits)
+from fashion_utils.bench.measure import (benchmarks_path, load_averages, markdown_table,
+                                         write_results)
 from fashion_utils.notebook import HIERARCHY
 
-__all__ = ["DEFAULT_MINUTES", "bench_training", "coarser_classes", "measure_budget",
-           "training_markdown"]
+__all__ = ["DEFAULT_MINUTES", "add_retrieval", "bench_training", "coarser_classes",
+           "measure_budget", "retrieval_scores", "training_markdown"]
 
 #: The budgets measured by default (issue 14's targets: 0.94 within 30, 0.95 within 60).
 DEFAULT_MINUTES: tuple[float, ...] = (30.0, 60.0)
@@ -128,10 +133,46 @@ def measure_budget(sample: pd.DataFrame, *, target: str, minutes: float, model_d
             "coarser": coarser}
 
 
+def retrieval_scores(model_path: str | os.PathLike, *, paths: config.Paths, target: str,
+                     k: int = 5, seed: int = config.SEED) -> dict[str, Any]:
+    """Notebook 05's evaluation of a saved model's embeddings: the test side's queries against
+    the whole catalog and against the held-out test side, at ``target`` and the coarser
+    hierarchy levels the catalog has (``{"whole_catalog": ..., "held_out": ...}``, each
+    ``{level: {metric: value}}`` as in 05's metrics file)."""
+    catalog, _ = data.load_catalog(paths.data_dir, cache_dir=paths.interim)
+    query_ids, _ = retrieval.query_ids_for_evaluation(
+        catalog, splits_path=splits.splits_path(paths), seed=seed)
+    ids, vectors = embeddings.finetuned_embeddings(catalog, model_path, cache_dir=paths.features,
+                                                   progress=False)
+    levels = {c: [c] for c in [target, *HIERARCHY] if c in catalog.columns}
+    metrics = retrieval.metric_names(k=k)
+    common = dict(ids=ids, metadata=catalog, query_ids=query_ids, levels=levels, k=k, seed=seed,
+                  random_name=None)
+    out = {}
+    for name, gallery in (("whole_catalog", None), ("held_out", query_ids)):
+        table = retrieval.evaluate_sources({"model": vectors}, gallery_ids=gallery, **common)
+        out[name] = retrieval.scores_by_source(table, metrics=metrics)["model"]
+    return out
+
+
+def add_retrieval(result: dict[str, Any], *, data_dir: str | os.PathLike | None = None,
+                  out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Fill in :func:`retrieval_scores` for each budget of a :func:`bench_training` result
+    whose saved model has none yet (results measured before the retrieval step existed);
+    writes the result after each."""
+    paths = config.get_paths(data_dir)
+    for b in result["budgets"]:
+        if "retrieval" not in b:
+            b["retrieval"] = retrieval_scores(b["settings"]["model_path"], paths=paths,
+                                              target=result["target"])
+            write_results("training", result, path=out)
+    return result
+
+
 def bench_training(*, minutes: Sequence[float] = DEFAULT_MINUTES, target: str = "articleType",
                    data_dir: str | os.PathLike | None = None, seed: int = config.SEED,
                    out: str | os.PathLike | None = None, figure: bool = True,
-                   **recipe: Any) -> dict[str, Any]:
+                   retrieval_only: bool = False, **recipe: Any) -> dict[str, Any]:
     """Measure each budget in ``minutes`` in turn (see the module docstring).
 
     Args:
@@ -142,11 +183,20 @@ def bench_training(*, minutes: Sequence[float] = DEFAULT_MINUTES, target: str = 
         out: the results file the partial results are merged into after each budget
             (``measure.write_results``'s ``path``).
         figure: draw the accuracy-vs-minutes figure into the catalog's ``figures/``.
+        retrieval_only: train nothing: :func:`add_retrieval` on the training section already
+            in the results file ``out``.
         recipe: ``train_scratch_cnn`` options for every budget.
 
     Returns:
         ``{"catalog", "target", "budgets": [measure_budget(...), ...], "figure"}``.
     """
+    if retrieval_only:
+        path = Path(out) if out is not None else benchmarks_path()
+        existing = json.loads(path.read_text()).get("training") if path.is_file() else None
+        if not existing:
+            raise ValueError(f"No training section in {path}: measure the budgets first. "
+                             f"Received: out={out!r}")
+        return add_retrieval(existing, data_dir=data_dir, out=out)
     budgets = [checks.positive_float("minutes", m) for m in minutes]
     if not budgets:
         raise ValueError(f"minutes needs at least one budget. Received: minutes={minutes!r}")
@@ -158,6 +208,8 @@ def bench_training(*, minutes: Sequence[float] = DEFAULT_MINUTES, target: str = 
         print(f"  {m:g} minutes of training ({target}, {paths.catalog})", flush=True)
         row = measure_budget(sample, target=target, minutes=m, seed=seed,
                              model_dir=paths.models / "bench", **dict(recipe))
+        row["retrieval"] = retrieval_scores(row["settings"]["model_path"], paths=paths,
+                                            target=target, seed=seed)
         result["budgets"].append(row)
         print(f"    test {row['test']['accuracy']:.4f} ({row['test']['ci_low']:.4f}–"
               f"{row['test']['ci_high']:.4f}) after {row['settings']['seconds'] / 60:.1f} "
@@ -179,9 +231,18 @@ def _draw(result: Mapping[str, Any], *, paths: config.Paths) -> Path:
 def training_markdown(result: Mapping[str, Any]) -> str:
     """The README table of :func:`bench_training`'s result: one row per budget."""
     coarse = sorted({c for b in result["budgets"] for c in b["coarser"]})
+    target = result["target"]
     header = ["budget (min)", "training min", "epochs", "validation acc (flip TTA)",
-              f"test acc {result['target']} (95% CI)", "correct: in memory / saved file",
-              *[f"{c} implied (95% CI)" for c in coarse], "load avg before / after"]
+              f"test acc {target} (95% CI)", "correct: in memory / saved file",
+              *[f"{c} implied (95% CI)" for c in coarse],
+              f"precision@5 ({target}): whole catalog / held out", "load avg before / after"]
+
+    def p5(b: Mapping[str, Any]) -> str:
+        r = b.get("retrieval")
+        if not r:
+            return "–"
+        return " / ".join(f"{r[side][target]['precision@5']:.3f}"
+                          for side in ("whole_catalog", "held_out"))
 
     def ci(m: Mapping[str, Any]) -> str:
         return f"{m['accuracy']:.4f} ({m['ci_low']:.4f}–{m['ci_high']:.4f})"
@@ -197,7 +258,7 @@ def training_markdown(result: Mapping[str, Any]) -> str:
                      f"{b['val_accuracy']:.4f}", ci(b["test"]),
                      f"{u['correct_in_memory']:,} / {u['correct_from_file']:,} of {u['images']:,}",
                      *[ci(b["coarser"][c]) if c in b["coarser"] else "–" for c in coarse],
-                     f"{load(b['load_before'])} / {load(b['load_after'])}"])
+                     p5(b), f"{load(b['load_before'])} / {load(b['load_after'])}"])
     lines = markdown_table(header, rows)
     lines.append("")
     lines.append(f"_{result['catalog']}, notebook 02's split, started {result['started']}; "
