@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"image_files", "fashion_mnist", "lite0", "provenance", "budget", "csv_rows"},
     {"data", "backbones"},
     {"features", "splits"},
-    {"sampling", "models", "evaluation", "similarity"},
+    {"sampling", "models", "evaluation", "similarity", "near_duplicates"},
     {"tuning", "finetune", "multioutput", "embeddings", "search_data", "retrieval", "eda"},
     {"distributed", "scratch"},
     {"plots"},

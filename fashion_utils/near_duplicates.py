@@ -1,0 +1,184 @@
+"""Near-duplicate images: perceptual hashes, their groups, and a top k of distinct products.
+
+The real Kaggle catalog holds near-identical shots (one product in several colourways, studio
+photos repeated under new ids); a top 5 that shows one shirt four times is a poor
+recommendation even when every result has the right article type.
+
+- :func:`dhash` is the difference hash of an image (64 bits at ``hash_size=8``): the picture
+  shrunk to 9×8 grey pixels, one bit per horizontal neighbour pair (brighter or not). It
+  survives recompression, resizing and small edits; :func:`image_hashes` hashes a catalog,
+  with a cache keyed by each file's path, size and modification time.
+- :func:`near_duplicate_groups` joins images whose hashes differ in at most ``max_distance``
+  bits (union-find; candidate pairs found by multi-index hashing: two hashes within ``d`` bits
+  agree exactly on at least one of ``d + 1`` blocks), so no all-pairs comparison is needed.
+- :func:`collapse_neighbours` turns a ranked neighbour list into one of distinct groups: the
+  first of each group is kept, the query's own group is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from fashion_utils.atomic import write_csv_atomic
+from fashion_utils.checks import positive_int
+from fashion_utils.image_files import read_image_rgb
+
+__all__ = ["HASH_CACHE_NAME", "collapse_neighbours", "dhash", "group_summary", "hamming",
+           "image_hashes", "near_duplicate_groups"]
+
+HASH_CACHE_NAME = "dhash_v1.csv"  # bump the version when the hash changes
+
+
+def dhash(path: str | os.PathLike, *, hash_size: int = 8) -> int:
+    """The difference hash of an image file (``hash_size ** 2`` bits, as an int).
+
+    Raises:
+        ValueError: a file that cannot be decoded (``image_files.read_image_rgb``'s message).
+    """
+    hash_size = positive_int("hash_size", hash_size, minimum=2)
+    rgb = read_image_rgb(path, size=8 * hash_size)  # a JPEG decodes at a reduced DCT scale
+    grey = Image.fromarray(rgb).convert("L").resize((hash_size + 1, hash_size),
+                                                    Image.Resampling.LANCZOS)
+    pixels = np.asarray(grey, dtype=np.int16)
+    bits = (pixels[:, 1:] > pixels[:, :-1]).ravel()
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bitwise Hamming distances between uint64 hashes (broadcast)."""
+    x = np.bitwise_xor(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64))
+    return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(axis=-1)
+
+
+def image_hashes(paths: Sequence[str | os.PathLike], *,
+                 cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """:func:`dhash` (64 bits) of every file, as ``uint64``, in order; cached per file.
+
+    The cache (``cache_dir/dhash_v1.csv``) is keyed by path, size and modification time: a
+    changed file is hashed again.
+    """
+    paths = [os.fspath(p) for p in paths]
+    cache_file = Path(cache_dir) / HASH_CACHE_NAME if cache_dir is not None else None
+    cached: dict[str, tuple[int, int, int]] = {}
+    if cache_file is not None and cache_file.is_file():
+        table = pd.read_csv(cache_file, dtype={"path": str, "hash": str})
+        cached = {p: (int(s), int(m), int(h, 16)) for p, s, m, h in
+                  table[["path", "size", "mtime_ns", "hash"]].itertuples(index=False)}
+    out = np.empty(len(paths), dtype=np.uint64)
+    changed = False
+    for i, path in enumerate(paths):
+        st = os.stat(path)
+        hit = cached.get(path)
+        if hit is not None and hit[:2] == (st.st_size, st.st_mtime_ns):
+            out[i] = hit[2]
+            continue
+        value = dhash(path)
+        cached[path] = (st.st_size, st.st_mtime_ns, value)
+        out[i] = value
+        changed = True
+    if cache_file is not None and changed:
+        rows = [(p, s, m, f"{h:016x}") for p, (s, m, h) in cached.items()]
+        write_csv_atomic(pd.DataFrame(rows, columns=["path", "size", "mtime_ns", "hash"]),
+                         cache_file)
+    return out
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n)
+
+    def find(self, i: int) -> int:
+        root = i
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[i] != root:
+            self.parent[i], i = root, self.parent[i]
+        return root
+
+    def union(self, i: int, j: int) -> None:
+        a, b = self.find(i), self.find(j)
+        if a != b:
+            self.parent[max(a, b)] = min(a, b)
+
+
+def near_duplicate_groups(hashes: Sequence[int] | np.ndarray, *, max_distance: int = 4,
+                          max_bucket: int = 2000) -> np.ndarray:
+    """A group number per item: items whose hashes differ in at most ``max_distance`` bits,
+    directly or through a chain, share one (the smallest member's position).
+
+    Args:
+        hashes: 64-bit hashes (:func:`image_hashes`).
+        max_distance: the largest Hamming distance of a near-duplicate pair (0: identical).
+        max_bucket: a block value shared by more distinct hashes than this (a blank
+            background, say) is not used to find candidates; the other blocks still are.
+
+    Returns:
+        ``(N,)`` int array; ``groups[i] == i`` for an item that is the first of its group.
+    """
+    h = np.asarray(hashes, dtype=np.uint64)
+    max_distance = positive_int("max_distance", max_distance, minimum=0)
+    if max_distance > 15:
+        raise ValueError(f"max_distance must be at most 15 (64-bit hashes). "
+                         f"Received: max_distance={max_distance!r}")
+    uf = _UnionFind(len(h))
+    unique, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    for i, u in enumerate(inverse):  # identical hashes: one group
+        uf.union(int(first[u]), i)
+    if max_distance and len(unique) > 1:
+        blocks = max_distance + 1
+        bounds = np.linspace(0, 64, blocks + 1).astype(int)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            key = (unique >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
+            order = np.argsort(key, kind="stable")
+            starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
+            for s, e in zip(starts, np.r_[starts[1:], len(order)]):
+                members = order[s:e]
+                if len(members) < 2 or len(members) > max_bucket:
+                    continue
+                d = hamming(unique[members][:, None], unique[members][None, :])
+                a, b = np.nonzero(np.triu(d <= max_distance, k=1))
+                for x, y in zip(members[a], members[b]):
+                    uf.union(int(first[x]), int(first[y]))
+    return np.array([uf.find(i) for i in range(len(h))])
+
+
+def group_summary(groups: np.ndarray) -> dict[str, int]:
+    """How many items sit in groups of two or more, in how many groups, the largest group."""
+    sizes = np.bincount(np.unique(groups, return_inverse=True)[1])
+    multi = sizes[sizes > 1]
+    return {"items": int(len(groups)), "groups_of_two_or_more": int(len(multi)),
+            "items_in_such_groups": int(multi.sum()), "largest_group": int(sizes.max(initial=0))}
+
+
+def collapse_neighbours(neighbours: np.ndarray, query_positions: Sequence[int],
+                        groups: np.ndarray, *, k: int) -> np.ndarray:
+    """Keep, per row, the first neighbour of each near-duplicate group, skipping the query's own
+    group, up to ``k``; ``-1`` fills a row that runs short.
+
+    Args:
+        neighbours: ``(Q, K)`` ranked row positions (``-1`` = none), K > k leaves room.
+        query_positions: each row's query position (its group is skipped).
+        groups: :func:`near_duplicate_groups` of every position.
+        k: results kept per row.
+    """
+    k = positive_int("k", k)
+    neighbours = np.asarray(neighbours)
+    out = np.full((len(neighbours), k), -1, dtype=np.int64)
+    for r, (row, q) in enumerate(zip(neighbours, query_positions)):
+        seen = {int(groups[q])}
+        kept = 0
+        for p in row:
+            if p < 0 or kept == k:
+                break
+            g = int(groups[p])
+            if g not in seen:
+                seen.add(g)
+                out[r, kept] = p
+                kept += 1
+    return out

@@ -1,0 +1,92 @@
+"""Near-duplicate images: the hash, the groups, the collapsed top k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fashion_utils import near_duplicates as nd
+
+from conftest import write_image
+
+
+def test_dhash_survives_recompression_and_resizing_but_not_another_picture(tmp_path):
+    original = write_image(tmp_path / "a.png", size=(120, 90), seed=1)
+    with Image.open(original) as img:
+        img.convert("RGB").save(tmp_path / "a_small.jpg", quality=60)
+        img.resize((60, 45)).save(tmp_path / "a_resized.png")
+    other = write_image(tmp_path / "b.png", size=(120, 90), color=(30, 200, 60), seed=2)
+    h = nd.image_hashes([original, tmp_path / "a_small.jpg", tmp_path / "a_resized.png", other])
+    assert h.dtype == np.uint64
+    d = nd.hamming(h[0], h)
+    assert d[0] == 0 and d[1] <= 4 and d[2] <= 4 and d[3] > 10
+
+
+def test_hamming_counts_differing_bits():
+    a = np.array([0b1011, 0, 2 ** 64 - 1], dtype=np.uint64)
+    b = np.array([0b0001, 0, 0], dtype=np.uint64)
+    assert nd.hamming(a, b).tolist() == [2, 0, 64]
+
+
+def test_groups_join_chains_within_the_distance_and_nothing_else():
+    base = np.uint64(0x0F0F_F0F0_1234_5678)
+    one_bit, two_bits = base ^ np.uint64(1), base ^ np.uint64(0b11 << 40)
+    far = ~base  # 64 bits away
+    hashes = np.array([base, far, one_bit, two_bits, base], dtype=np.uint64)
+    groups = nd.near_duplicate_groups(hashes, max_distance=2)
+    assert groups.tolist() == [0, 1, 0, 0, 0]
+    exact = nd.near_duplicate_groups(hashes, max_distance=0)
+    assert exact.tolist() == [0, 1, 2, 3, 0]
+    summary = nd.group_summary(groups)
+    assert summary == {"items": 5, "groups_of_two_or_more": 1, "items_in_such_groups": 4,
+                       "largest_group": 4}
+
+
+def test_groups_equal_brute_force_on_random_hashes():
+    rng = np.random.default_rng(0)
+    seeds = rng.integers(0, 2 ** 63, 40, dtype=np.uint64)
+    flips = np.uint64(1) << rng.integers(0, 64, (40, 3)).astype(np.uint64)
+    hashes = np.concatenate([seeds, seeds ^ flips[:, 0], seeds ^ flips[:, 0] ^ flips[:, 1]])
+    groups = nd.near_duplicate_groups(hashes, max_distance=3)
+    d = nd.hamming(hashes[:, None], hashes[None, :])
+    parent = list(range(len(hashes)))  # brute-force connected components
+
+    def find(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(d <= 3)):
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    assert groups.tolist() == [find(i) for i in range(len(hashes))]
+
+
+def test_the_hash_cache_serves_unchanged_files_and_rehashes_changed_ones(tmp_path, monkeypatch):
+    paths = [write_image(tmp_path / f"{i}.png", seed=i) for i in range(3)]
+    first = nd.image_hashes(paths, cache_dir=tmp_path / "cache")
+    calls = []
+    real = nd.dhash
+    monkeypatch.setattr(nd, "dhash", lambda p, **kw: calls.append(p) or real(p, **kw))
+    np.testing.assert_array_equal(nd.image_hashes(paths, cache_dir=tmp_path / "cache"), first)
+    assert calls == []
+    write_image(paths[1], seed=99, size=(40, 30))  # changed file
+    again = nd.image_hashes(paths, cache_dir=tmp_path / "cache")
+    assert [str(p) for p in calls] == [str(paths[1])] and again[0] == first[0]
+
+
+def test_collapse_keeps_the_first_of_each_group_and_skips_the_querys():
+    groups = np.array([0, 1, 1, 3, 0, 5, 6])
+    neighbours = np.array([[4, 1, 2, 3, 5, 6],  # query 0: 4 is its own group, 2 repeats 1
+                           [2, 0, 4, 3, -1, -1]])  # query 1: 2 is its twin, 4 repeats 0
+    out = nd.collapse_neighbours(neighbours, [0, 1], groups, k=3)
+    assert out.tolist() == [[1, 3, 5], [0, 3, -1]]
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="max_distance"):
+        nd.near_duplicate_groups(np.zeros(3, np.uint64), max_distance=20)
+    with pytest.raises(ValueError, match="k"):
+        nd.collapse_neighbours(np.zeros((1, 2), int), [0], np.zeros(3, int), k=0)
