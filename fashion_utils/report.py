@@ -149,7 +149,23 @@ def _retrieval_text(rec: Mapping[str, Any]) -> str:
     model = Path(rec.get("finetuned_model") or "").name or "none"
     return (f"**Retrieval** (05; fine-tuned model: `{model}`; {rec['n_queries']:,} test-side "
             f"queries; whole catalog = every other product, held out = the other test-side "
-            f"products; {strict}). {_choice(rec)}\n")
+            f"products; {strict}). {_choice(rec)}{_duplicates_text(rec)}\n")
+
+
+def _duplicates_text(rec: Mapping[str, Any]) -> str:
+    """05's near-duplicate groups and what collapsing them does to precision@k (when run)."""
+    nd = rec.get("near_duplicates")
+    if not nd:
+        return ""
+    level, metric = next(iter(rec["relevance_levels"])), rec["metrics"][0]
+    scores = "; ".join(
+        f"{side}: {nd['collapse'][side]['plain'][level][metric]:.3f} plain, "
+        f"{nd['collapse'][side]['collapsed'][level][metric]:.3f} collapsed"
+        for side in ("whole catalog", "held out"))
+    return (f" Near-duplicates (hashes at most {nd['max_distance']} of 64 bits apart): "
+            f"{nd['groups_of_two_or_more']:,} groups holding {nd['items_in_such_groups']:,} of "
+            f"{nd['items']:,} images, the largest {nd['largest_group']:,}; {metric} at {level} "
+            f"with the `{nd['collapse']['source']}` embeddings, one product per group: {scores}.")
 
 
 def _time_text(paths: Paths, clocks: Mapping[str, float]) -> str:

@@ -22,6 +22,7 @@ import pandas as pd
 from fashion_utils.checks import columns_present, positive_int
 from fashion_utils.config import SEED
 from fashion_utils.similarity import SimilarityIndex
+from fashion_utils.near_duplicates import collapse_neighbours
 
 #: Columns a level keeps only where the catalog has them: without ``usage``, the strict level
 #: is article type + colour.
@@ -283,11 +284,14 @@ def random_neighbours(n_items: int, query_positions: Sequence[int], k: int, *,
 def evaluate_index(index: SimilarityIndex, query_ids: Sequence[Any], *,
                    levels: Mapping[str, Sequence[str]] | None = None,
                    label_columns: Sequence[str] | None = None, k: int = 5, map_k: int = 10,
-                   mrr_k: int = 10, recall_k: int = 10) -> pd.DataFrame:
+                   mrr_k: int = 10, recall_k: int = 10,
+                   groups: Sequence[int] | None = None) -> pd.DataFrame:
     """:func:`evaluate_neighbours` of an index's neighbours, queries against the whole index.
 
     Pass ``levels`` (name → columns that must all match) or ``label_columns`` (each column
-    its own level).
+    its own level). With ``groups`` (a near-duplicate group per index position,
+    ``near_duplicates.near_duplicate_groups``) the neighbours are collapsed first: one per
+    group, none of the query's own (``near_duplicates.collapse_neighbours``).
     """
     if index.metadata is None:
         raise ValueError("evaluate_index needs an index built with metadata (the label columns)")
@@ -300,8 +304,14 @@ def evaluate_index(index: SimilarityIndex, query_ids: Sequence[Any], *,
     if missing:
         raise ValueError(f"label column(s) {missing} not in the metadata "
                          f"{list(index.metadata.columns)}")
-    nb, _ = index.query_many(query_ids, max(k, map_k, mrr_k, recall_k))
-    return evaluate_neighbours(nb, index.positions(query_ids), index.metadata[wanted],
+    kmax = max(k, map_k, mrr_k, recall_k)
+    qpos = index.positions(query_ids)
+    if groups is None:
+        nb, _ = index.query_many(query_ids, kmax)
+    else:
+        deeper, _ = index.query_many(query_ids, min(len(index) - 1, 4 * kmax))
+        nb = collapse_neighbours(deeper, qpos, np.asarray(groups), k=kmax)
+    return evaluate_neighbours(nb, qpos, index.metadata[wanted],
                                levels=levels, k=k, map_k=map_k, mrr_k=mrr_k, recall_k=recall_k)
 
 
@@ -309,7 +319,8 @@ def evaluate_sources(sources: Mapping[str, Any], *, ids: Sequence[Any], metadata
                      query_ids: Sequence[Any], levels: Mapping[str, Sequence[str]],
                      gallery_ids: Sequence[Any] | None = None, k: int = 5, map_k: int = 10,
                      mrr_k: int = 10, recall_k: int = 10, seed: int = SEED,
-                     random_name: str | None = "random") -> pd.DataFrame:
+                     random_name: str | None = "random",
+                     groups: Sequence[int] | None = None) -> pd.DataFrame:
     """Every embedding source, and random neighbours, judged on one gallery with one query set.
 
     Args:
@@ -324,6 +335,8 @@ def evaluate_sources(sources: Mapping[str, Any], *, ids: Sequence[Any], metadata
         k, map_k, mrr_k, recall_k: the cut-offs.
         seed: of the random neighbours.
         random_name: the random baseline's source name; ``None`` leaves it out.
+        groups: a near-duplicate group per id (in the order of ``ids``): each source's
+            neighbours are collapsed to one per group (:func:`evaluate_index`).
 
     Returns:
         A long table: ``source``, ``level`` and :func:`evaluate_neighbours`'s columns, plus
@@ -353,7 +366,8 @@ def evaluate_sources(sources: Mapping[str, Any], *, ids: Sequence[Any], metadata
             raise ValueError(f"source {name!r} has {len(x)} vectors for {len(all_ids)} ids")
         index = SimilarityIndex(gallery, x if gallery_ids is None else x[rows],
                                 metadata=metadata, prune=False)
-        tables[name] = evaluate_index(index, queries, levels=levels, **options)
+        tables[name] = evaluate_index(index, queries, levels=levels, **options,
+                                      groups=None if groups is None else np.asarray(groups)[rows])
         labels, qpos = index.metadata, index.positions(queries)
         del index  # one gallery-sized copy of the vectors at a time
     if random_name is not None:

@@ -90,3 +90,38 @@ def test_bad_options_are_named():
         nd.near_duplicate_groups(np.zeros(3, np.uint64), max_distance=20)
     with pytest.raises(ValueError, match="k"):
         nd.collapse_neighbours(np.zeros((1, 2), int), [0], np.zeros(3, int), k=0)
+
+
+def test_evaluation_with_collapse_counts_distinct_products_only():
+    """Four copies of one product around each query: precision@3 is perfect, but collapsed
+    the copies count once and the query's own copies never."""
+    import pandas as pd
+
+    from fashion_utils import retrieval
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((2, 8))
+    vectors, rows = [], []
+    for cls in range(2):
+        for product in range(4):  # 4 products per class ...
+            base = centres[cls] + 0.3 * rng.standard_normal(8)
+            for copy in range(3):  # ... each photographed 3 times (near-identical)
+                vectors.append(base + 0.001 * rng.standard_normal(8))
+                rows.append({"id": f"{cls}-{product}-{copy}", "articleType": f"c{cls}",
+                             "group": cls * 12 + product * 3})
+    meta = pd.DataFrame(rows)
+    common = dict(ids=meta["id"], metadata=meta, query_ids=meta["id"][::3],
+                  levels={"articleType": ["articleType"]}, k=3, map_k=3, mrr_k=3, recall_k=3,
+                  random_name=None)
+    plain = retrieval.evaluate_sources({"x": np.array(vectors)}, **common)
+    collapsed = retrieval.evaluate_sources({"x": np.array(vectors)}, groups=meta["group"],
+                                           **common)
+    assert plain["precision@3"].iloc[0] == 1.0  # the query's two twins + a third item
+    assert collapsed["precision@3"].iloc[0] == 1.0  # 3 other products of its class exist
+    index = retrieval.SimilarityIndex(meta["id"], np.array(vectors), metadata=meta)
+    deeper, _ = index.query_many(meta["id"][::3].tolist(), 9)
+    kept = nd.collapse_neighbours(deeper, index.positions(meta["id"][::3].tolist()),
+                                  meta["group"].to_numpy(), k=3)
+    assert all(len(set(meta["group"].to_numpy()[row])) == 3 for row in kept)  # distinct
+    assert not any(meta["group"].to_numpy()[q * 3] in meta["group"].to_numpy()[row]
+                   for q, row in enumerate(kept))  # never the query's own product

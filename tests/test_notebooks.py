@@ -228,6 +228,14 @@ def test_each_notebook_writes_what_it_must_with_values_in_range(quick_run):
     assert rec["n_products"] == eda["n_products"] and rec["k"] == 5
     for name in ("recommendation_grid", "retrieval_metrics"):
         assert (figures / f"05_{name}.png").is_file(), name
+    near = rec["near_duplicates"]  # groups counted, precision@5 with and without the collapse
+    assert near["items"] == rec["n_products"] >= near["items_in_such_groups"] >= 0
+    assert near["largest_group"] >= 1 and near["collapse"]["source"] == rec["embedding_source"]
+    for side, plain_key in (("whole catalog", "whole_catalog"), ("held out", "held_out")):
+        both = near["collapse"][side]
+        assert both["plain"] == rec[plain_key][rec["embedding_source"]]  # the same evaluation
+        assert all(0 <= level[m] <= 1 for level in both["collapsed"].values()
+                   for m in rec["metrics"])
     multi = read("06_multi_output")
     assert [row["attribute"] for row in multi["per_attribute"]] == multi["targets"]
     for row in multi["per_attribute"]:
