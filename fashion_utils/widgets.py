@@ -27,6 +27,9 @@ from fashion_utils.plots import (MAX_CLASSES, image_grid, left_out_note, max_fig
 
 ALL = "(all)"
 NO_FILTER = "none"
+#: The attributes a result's caption names when it shares them with the query ("why these").
+WHY_COLUMNS = ("articleType", "subCategory", "masterCategory", "baseColour", "gender", "usage",
+               "season")
 
 
 # --------------------------------------------------------------------------- images
@@ -60,6 +63,13 @@ def _by_id(catalog: pd.DataFrame) -> pd.DataFrame:
     if "image_path" not in out.columns:
         raise ValueError(f"catalog needs an image_path column. Received columns: {list(catalog.columns)}")
     return out
+
+
+def _shared(query: pd.Series, result: pd.Series) -> str:
+    """The :data:`WHY_COLUMNS` a result shares with its query, comma-separated (or "nothing")."""
+    same = [c for c in WHY_COLUMNS if c in query.index and pd.notna(query[c])
+            and pd.notna(result.get(c)) and query[c] == result[c]]
+    return ", ".join(same) or "nothing"
 
 
 def _label(row: pd.Series | Mapping[str, Any], label_column: str | None) -> str:
@@ -217,6 +227,9 @@ class RecommendationExplorer:
         page_size: thumbnails per page.
         thumb_px, query_px, result_px: image sizes in pixels.
         start: the id selected first (default: the first browsable one).
+        groups: a near-duplicate group per id (``near_duplicates.near_duplicate_groups``, as a
+            mapping or a Series indexed by id): the results then show one product per group and
+            none of the query's own, unless the "one per near-duplicate group" box is cleared.
 
     Attributes:
         widget: the root ``ipywidgets.VBox`` (CSS class ``fu-explorer``): display it.
@@ -228,7 +241,7 @@ class RecommendationExplorer:
                  label_column: str = "articleType", filters: Mapping[str, str] | None = None,
                  filter_columns: Sequence[str] | None = None, name_column: str | None = None,
                  page_size: int = 24, thumb_px: int = 72, query_px: int = 200, result_px: int = 128,
-                 start: str | None = None) -> None:
+                 start: str | None = None, groups: Mapping[str, Any] | None = None) -> None:
         import ipywidgets as w
 
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -275,6 +288,9 @@ class RecommendationExplorer:
         self.search = w.Text(placeholder="id or name, then Enter", description="search",
                              continuous_update=False)
         self.filter_mode = w.Dropdown(options=modes, value=initial, description="filter")
+        self.groups = None if groups is None else {str(i): g for i, g in dict(groups).items()}
+        self.distinct = w.Checkbox(value=groups is not None, disabled=groups is None,
+                                   description="one per near-duplicate group", indent=False)
         self.picker = w.Dropdown(options=[], description="product")
         self.prev_button = w.Button(description="◀ prev", layout=w.Layout(width="80px"))
         self.next_button = w.Button(description="next ▶", layout=w.Layout(width="80px"))
@@ -297,7 +313,7 @@ class RecommendationExplorer:
         query_box = w.VBox([w.HTML("<b>chosen product</b>"), self.query_image, self.query_caption])
         self.widget = w.VBox([
             w.HBox([self.class_filter, self.search]),
-            w.HBox([self.picker, self.filter_mode]),
+            w.HBox([self.picker, self.filter_mode, self.distinct]),
             w.HBox([self.prev_button, self.page_label, self.next_button]),
             self.thumbnails,
             w.HBox([query_box, w.VBox([w.HTML(f"<b>top {self.k} similar products</b>"), self.results_box])]),
@@ -305,7 +321,8 @@ class RecommendationExplorer:
         ])
         for widget, css in [(self.widget, "fu-explorer"), (self.class_filter, "fu-class-filter"),
                             (self.search, "fu-search"), (self.filter_mode, "fu-filter"),
-                            (self.picker, "fu-picker"), (self.prev_button, "fu-page-prev"),
+                            (self.picker, "fu-picker"), (self.distinct, "fu-distinct"),
+                            (self.prev_button, "fu-page-prev"),
                             (self.next_button, "fu-page-next"), (self.page_label, "fu-page-label"),
                             (self.thumbnails, "fu-thumbnails"), (self.query_image, "fu-query-image"),
                             (self.query_caption, "fu-query-caption"), (self.results_box, "fu-results"),
@@ -322,6 +339,7 @@ class RecommendationExplorer:
         self.class_filter.observe(self._on_refilter, names="value")
         self.search.observe(self._on_search, names="value")
         self.filter_mode.observe(lambda _: self._show(self.selected), names="value")
+        self.distinct.observe(lambda _: self._show(self.selected), names="value")
         self.picker.observe(self._on_pick, names="value")
         self.prev_button.on_click(lambda _: self._turn(-1))
         self.next_button.on_click(lambda _: self._turn(+1))
@@ -476,6 +494,16 @@ class RecommendationExplorer:
         else:
             self._on_refilter()
 
+    def _one_per_group(self, results: pd.DataFrame) -> pd.DataFrame:
+        """The first result of each near-duplicate group, none of the query's, at most k."""
+        seen, keep = {self.groups.get(self.selected, ("self",))}, []
+        for i, rid in enumerate(results["id"].astype(str)):
+            group = self.groups.get(rid, ("alone", rid))
+            if group not in seen and len(keep) < self.k:
+                seen.add(group)
+                keep.append(i)
+        return results.iloc[keep].assign(rank=np.arange(1, len(keep) + 1)).reset_index(drop=True)
+
     def _show(self, item_id: str | None) -> None:
         if item_id is None:
             return
@@ -485,8 +513,12 @@ class RecommendationExplorer:
         name = f"<br>{html.escape(str(row[self.name_column]))}" if self.name_column else ""
         self.query_caption.value = (f"<b>{html.escape(_label(row, self.label_column))}</b> · id "
                                     f"{html.escape(self.selected)}{name}")
+        collapse = self.groups is not None and self.distinct.value
         try:
-            self.results = self.index.query(self.selected, self.k, filters=self.filters)
+            self.results = self.index.query(self.selected, 4 * self.k if collapse else self.k,
+                                            filters=self.filters)
+            if collapse:
+                self.results = self._one_per_group(self.results)
         except ValueError as err:  # e.g. a filter column the metadata lacks
             self.results = pd.DataFrame(columns=["rank", "id", "score"])
             self.status.value = f"<span style='color:#C62828'>{html.escape(str(err))}</span>"
@@ -498,8 +530,10 @@ class RecommendationExplorer:
                 path = str(self.catalog.loc[str(res["id"]), "image_path"])
                 img.value = png_thumbnail(path, self.result_px)
                 label = _label(self.catalog.loc[str(res["id"])], self.label_column)
+                same = _shared(row, self.catalog.loc[str(res["id"])])
                 cap.value = (f"<b>#{int(res['rank'])}</b> {html.escape(label)}<br>score "
-                             f"{float(res['score']):.3f}<br><small>id {html.escape(str(res['id']))}</small>")
+                             f"{float(res['score']):.3f}<br><small>id {html.escape(str(res['id']))}"
+                             f"<br>same {html.escape(same)}</small>")
                 box.layout.visibility = "visible"
             else:
                 cap.value = ""

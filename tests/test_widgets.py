@@ -143,6 +143,34 @@ def test_a_filter_that_leaves_fewer_than_k_results_shows_those_and_hides_the_res
     assert exp.result_captions[4].value == ""
 
 
+def test_near_duplicates_show_once_and_never_the_querys_own(explorer_data):
+    catalog, index = explorer_data
+    plain = widgets.RecommendationExplorer(index, catalog, k=5, page_size=12, start="100")
+    first = plain.results["id"].tolist()
+    groups = {i: i for i in catalog["id"]}
+    groups[first[0]] = "100"  # a shot of the query itself
+    groups[first[2]] = first[1]  # two shots of one product
+    exp = widgets.RecommendationExplorer(index, catalog, k=5, page_size=12, start="100",
+                                         groups=groups)
+    shown = exp.results["id"].tolist()
+    assert exp.distinct.value and len(shown) == 5 and exp.results["rank"].tolist() == [1, 2, 3,
+                                                                                       4, 5]
+    assert first[0] not in shown and first[2] not in shown and first[1] in shown
+    assert len({groups[i] for i in shown}) == 5
+    exp.distinct.value = False  # the box turns the collapse off
+    assert exp.results["id"].tolist() == first
+    assert "fu-distinct" in exp.distinct._dom_classes
+    assert plain.distinct.disabled and not plain.distinct.value  # no groups: nothing to collapse
+
+
+def test_each_result_says_what_it_shares_with_the_query(explorer):
+    query = explorer.catalog.loc[explorer.selected]
+    for caption, (_, res) in zip(explorer.result_captions, explorer.results.iterrows()):
+        other = explorer.catalog.loc[res["id"]]
+        expected = [c for c in ("articleType", "gender") if other[c] == query[c]]
+        assert f"same {', '.join(expected) or 'nothing'}</small>" in caption.value
+
+
 def test_more_like_this_follows_a_result(explorer):
     target = explorer.results.iloc[2]["id"]
     explorer.result_buttons[2].click()
