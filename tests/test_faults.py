@@ -179,9 +179,9 @@ def test_a_tuner_search_killed_anywhere_resumes_without_losing_or_repeating_a_tr
                                    data["y_val"], epochs=3, patience=3)
         tally["resumed"] += 1
         trials = result.trials
-        ok = (result.summary["completed_trials"] == 4 and len(trials) == 4
+        ok = bool(result.summary["completed_trials"] == 4 and len(trials) == 4
               and trials["trial_id"].is_unique and trials["val_accuracy"].notna().all())
-        tally["complete"] += ok
+        tally["complete"] += int(ok)
         assert ok, trials
     print("tuner search kills:", tally)
     assert tally["complete"] == tally["resumed"] == tally["tried"] == KILLS

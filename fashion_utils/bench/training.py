@@ -53,7 +53,7 @@ def coarser_classes(sample: pd.DataFrame, *, target: str,
     """The catalog's columns that ``target`` determines: ``{column: {target class: its class}}``.
 
     A column qualifies when every ``target`` class has exactly one value in it and the column
-    has fewer classes than ``target`` (Fashion-MNIST: articleType → masterCategory). Missing
+    has fewer classes than ``target``, at least two (Fashion-MNIST: articleType → masterCategory). Missing
     values disqualify a column. ``candidates`` default to the product hierarchy
     (``notebook.HIERARCHY``).
     """
@@ -64,7 +64,7 @@ def coarser_classes(sample: pd.DataFrame, *, target: str,
         if column == target or column not in sample.columns or sample[column].isna().any():
             continue
         values = sample.groupby(target)[column].nunique()
-        if (values == 1).all() and sample[column].nunique() < sample[target].nunique():
+        if (values == 1).all() and 2 <= sample[column].nunique() < sample[target].nunique():
             firsts = sample.groupby(target)[column].first()
             out[column] = {str(k): str(v) for k, v in firsts.items()}
     return out
