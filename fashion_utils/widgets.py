@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from fashion_utils.checks import positive_int
+from fashion_utils.near_duplicates import collapse_neighbours
 from fashion_utils.plots import (MAX_CLASSES, image_grid, left_out_note, max_figure_inches,
                                  thumbnail)
 
@@ -495,14 +496,16 @@ class RecommendationExplorer:
             self._on_refilter()
 
     def _one_per_group(self, results: pd.DataFrame) -> pd.DataFrame:
-        """The first result of each near-duplicate group, none of the query's, at most k."""
-        seen, keep = {self.groups.get(self.selected, ("self",))}, []
-        for i, rid in enumerate(results["id"].astype(str)):
-            group = self.groups.get(rid, ("alone", rid))
-            if group not in seen and len(keep) < self.k:
-                seen.add(group)
-                keep.append(i)
-        return results.iloc[keep].assign(rank=np.arange(1, len(keep) + 1)).reset_index(drop=True)
+        """The first result of each near-duplicate group, none of the query's, at most k
+        (``near_duplicates.collapse_neighbours`` on the ranked results)."""
+        ids = results["id"].astype(str).tolist()
+        keys = [self.groups.get(i, ("alone", i)) for i in ids]
+        keys.append(self.groups.get(self.selected, ("query",)))
+        codes: dict[Any, int] = {}
+        groups = np.array([codes.setdefault(key, len(codes)) for key in keys])
+        kept = collapse_neighbours(np.arange(len(ids))[None], [len(ids)], groups, k=self.k)[0]
+        kept = kept[kept >= 0]
+        return results.iloc[kept].assign(rank=np.arange(1, len(kept) + 1)).reset_index(drop=True)
 
     def _show(self, item_id: str | None) -> None:
         if item_id is None:

@@ -94,20 +94,27 @@ def test_cache_is_reused_and_keyed_by_ids_model_and_size(images, tmp_path):
     assert len(folders) == 4
 
 
-def test_interrupted_run_resumes_from_finished_chunks(images, tmp_path, monkeypatch):
-    ids = [str(i) for i in range(len(images))]
-    kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=8,
-              chunk_size=8, progress=False)
-    real_save = features.save_npy_atomic
-    saved = []
+def _interrupt_after(monkeypatch, n_saves: int) -> list[str]:
+    """Make the extraction's chunk save raise KeyboardInterrupt after ``n_saves`` saves;
+    returns the names saved (the list keeps growing once the patch is replaced)."""
+    real_save, saved = features.save_npy_atomic, []
 
     def failing_save(path, array):
-        if len(saved) == 2:
+        if len(saved) == n_saves:
             raise KeyboardInterrupt("simulated interruption")
         saved.append(path.name)
         real_save(path, array)
 
     monkeypatch.setattr(features, "save_npy_atomic", failing_save)
+    return saved
+
+
+def test_interrupted_run_resumes_from_finished_chunks(images, tmp_path, monkeypatch):
+    ids = [str(i) for i in range(len(images))]
+    kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=8,
+              chunk_size=8, progress=False)
+    real_save = features.save_npy_atomic
+    saved = _interrupt_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
     folder = next((tmp_path / "cache").iterdir())
@@ -130,15 +137,7 @@ def test_a_resume_with_another_chunk_size_never_reuses_misaligned_chunks(
     kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=4,
               progress=False)
     real_save = features.save_npy_atomic
-    saved = []
-
-    def failing_save(path, array):
-        if len(saved) == 1:
-            raise KeyboardInterrupt("simulated interruption")
-        saved.append(path.name)
-        real_save(path, array)
-
-    monkeypatch.setattr(features, "save_npy_atomic", failing_save)
+    _interrupt_after(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         features.extract_embeddings(ids, images, model_factory=CountingFactory(),
                                     chunk_size=first, **kw)

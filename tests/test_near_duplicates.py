@@ -113,11 +113,15 @@ def test_evaluation_with_collapse_counts_distinct_products_only():
     common = dict(ids=meta["id"], metadata=meta, query_ids=meta["id"][::3],
                   levels={"articleType": ["articleType"]}, k=3, map_k=3, mrr_k=3, recall_k=3,
                   random_name=None)
-    plain = retrieval.evaluate_sources({"x": np.array(vectors)}, **common)
+    common["levels"] = {"articleType": ["articleType"], "product": ["group"]}
+    plain = retrieval.evaluate_sources({"x": np.array(vectors)}, **common).set_index("level")
     collapsed = retrieval.evaluate_sources({"x": np.array(vectors)}, groups=meta["group"],
-                                           **common)
-    assert plain["precision@3"].iloc[0] == 1.0  # the query's two twins + a third item
-    assert collapsed["precision@3"].iloc[0] == 1.0  # 3 other products of its class exist
+                                           **common).set_index("level")
+    assert plain.loc["articleType", "precision@3"] == 1.0  # two twins + another product
+    assert collapsed.loc["articleType", "precision@3"] == 1.0  # 3 other products of the class
+    # "the same product": plain, the two twins fill 2 of 3 places; collapsed, never shown
+    assert plain.loc["product", "precision@3"] == pytest.approx(2 / 3)
+    assert collapsed.loc["product", "precision@3"] == 0.0
     index = retrieval.SimilarityIndex(meta["id"], np.array(vectors), metadata=meta)
     deeper, _ = index.query_many(meta["id"][::3].tolist(), 9)
     kept = nd.collapse_neighbours(deeper, index.positions(meta["id"][::3].tolist()),
