@@ -17,6 +17,7 @@ checked again.
 
 from __future__ import annotations
 import hashlib
+import io
 import os
 from typing import Any
 import stat
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from fashion_utils.atomic import write_csv_atomic
+from fashion_utils.atomic import atomic_path, write_csv_atomic
 from fashion_utils.checks import positive_int
 
 
@@ -132,6 +133,59 @@ def read_thumbnail(path: PathLike, *, max_side: int) -> np.ndarray:
                 return np.array(rgb, dtype=np.uint8)
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise ValueError(f"cannot decode image {os.fspath(path)!r}: {exc}") from exc
+
+
+#: The largest photo the explorer takes: Jupyter's websocket refuses messages over 10 MiB
+#: (tornado's ``websocket_max_message_size``), and an upload travels as one message.
+MAX_UPLOAD_BYTES = 8 * 2**20
+#: The longest side an uploaded photo is stored at (it is shown at most at this size).
+UPLOAD_MAX_SIDE = 1024
+
+
+def human_bytes(n: int) -> str:
+    """``n`` bytes as ``'3.2 MiB'`` or ``'195.3 KiB'``."""
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+def save_uploaded_image(content: bytes, *, name: str, folder: PathLike,
+                        max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
+    """Check an uploaded photo and store it as an RGB PNG (at most ``UPLOAD_MAX_SIDE`` px).
+
+    Args:
+        content: the file's bytes (e.g. an ipywidgets ``FileUpload`` value's ``content``).
+        name: the file name the user gave (for messages only).
+        folder: where the PNG goes (a content-addressed name: the same photo, the same file).
+        max_bytes: the largest file accepted.
+
+    Returns:
+        The PNG's path.
+
+    Raises:
+        ValueError: an empty or too large file, or one that is not a decodable image; the
+            message names the file.
+    """
+    data = bytes(content)
+    limit = positive_int("max_bytes", max_bytes)
+    if not data:
+        raise ValueError(f"{name!r} is empty: choose a photo (JPEG, PNG, ...)")
+    if len(data) > limit:
+        raise ValueError(f"{name!r} is {human_bytes(len(data))}; photos up to "
+                         f"{human_bytes(limit)} are accepted: shrink it first")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.draft("RGB", (UPLOAD_MAX_SIDE, UPLOAD_MAX_SIDE))
+            rgb = _to_rgb(img).copy()  # decoded now, while the file is open
+            rgb.thumbnail((UPLOAD_MAX_SIDE, UPLOAD_MAX_SIDE), Image.Resampling.LANCZOS)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as exc:
+        raise ValueError(f"{name!r} is not an image this study can read: {exc}") from exc
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"upload_{hashlib.sha1(data).hexdigest()[:16]}.png"
+    if not target.exists():
+        with atomic_path(target, suffix=".png") as tmp:
+            rgb.save(tmp, format="PNG")
+    return target
 
 
 # --------------------------------------------------------------------------- ids as file names

@@ -149,7 +149,8 @@ def _retrieval_text(rec: Mapping[str, Any]) -> str:
     model = Path(rec.get("finetuned_model") or "").name or "none"
     return (f"**Retrieval** (05; fine-tuned model: `{model}`; {rec['n_queries']:,} test-side "
             f"queries; whole catalog = every other product, held out = the other test-side "
-            f"products; {strict}). {_choice(rec)}{_duplicates_text(rec)}\n")
+            f"products; {strict}). {_choice(rec)}{_duplicates_text(rec)}"
+            f"{_diversify_text(rec)}\n")
 
 
 def _duplicates_text(rec: Mapping[str, Any]) -> str:
@@ -166,6 +167,22 @@ def _duplicates_text(rec: Mapping[str, Any]) -> str:
             f"{nd['groups_of_two_or_more']:,} groups holding {nd['items_in_such_groups']:,} of "
             f"{nd['items']:,} images, the largest {nd['largest_group']:,}; {metric} at {level} "
             f"with the `{nd['collapse']['source']}` embeddings, one product per group: {scores}.")
+
+
+def _diversify_text(rec: Mapping[str, Any]) -> str:
+    """What 05's "diversify" (MMR) costs in precision@k and buys in variety (when run)."""
+    div = rec.get("diversify")
+    if not div:
+        return ""
+    level, metric = next(iter(rec["relevance_levels"])), rec["metrics"][0]
+    similar = f"pairwise similarity@{rec['k']}"
+    mmr = f"MMR {div['trade_off']:g}"
+    scores = "; ".join(
+        f"{side}: {metric} {div[side]['plain'][level][metric]:.3f} → "
+        f"{div[side][mmr][level][metric]:.3f}, {similar} {div[side]['plain'][level][similar]:.3f}"
+        f" → {div[side][mmr][level][similar]:.3f}" for side in ("whole catalog", "held out"))
+    return (f" Diversify (maximal marginal relevance, trade-off {div['trade_off']:g}, "
+            f"`{div['source']}` embeddings), plain → diversified at {level}: {scores}.")
 
 
 def _time_text(paths: Paths, clocks: Mapping[str, float]) -> str:

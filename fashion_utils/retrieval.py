@@ -23,6 +23,8 @@ from fashion_utils.checks import columns_present, positive_int
 from fashion_utils.config import SEED
 from fashion_utils.similarity import SimilarityIndex
 from fashion_utils.near_duplicates import collapse_neighbours
+from fashion_utils.rerank import (POOL_FACTOR, diversify_neighbours,
+                                  mean_pairwise_similarity)
 
 #: Columns a level keeps only where the catalog has them: without ``usage``, the strict level
 #: is article type + colour.
@@ -285,13 +287,18 @@ def evaluate_index(index: SimilarityIndex, query_ids: Sequence[Any], *,
                    levels: Mapping[str, Sequence[str]] | None = None,
                    label_columns: Sequence[str] | None = None, k: int = 5, map_k: int = 10,
                    mrr_k: int = 10, recall_k: int = 10,
-                   groups: Sequence[int] | None = None) -> pd.DataFrame:
+                   groups: Sequence[int] | None = None,
+                   trade_off: float | None = None) -> pd.DataFrame:
     """:func:`evaluate_neighbours` of an index's neighbours, queries against the whole index.
 
     Pass ``levels`` (name → columns that must all match) or ``label_columns`` (each column
     its own level). With ``groups`` (a near-duplicate group per index position,
     ``near_duplicates.near_duplicate_groups``) the neighbours are collapsed first: one per
-    group, none of the query's own (``near_duplicates.collapse_neighbours``).
+    group, none of the query's own (``near_duplicates.collapse_neighbours``). With
+    ``trade_off`` they are re-ranked by maximal marginal relevance from the plain top
+    ``rerank.POOL_FACTOR`` × the largest cut-off (``rerank.diversify_neighbours``; 1 = plain),
+    and the column ``pairwise similarity@k`` gives how alike each query's top k are (mean
+    cosine similarity between two of them: lower is more varied).
     """
     if index.metadata is None:
         raise ValueError("evaluate_index needs an index built with metadata (the label columns)")
@@ -304,15 +311,21 @@ def evaluate_index(index: SimilarityIndex, query_ids: Sequence[Any], *,
     if missing:
         raise ValueError(f"label column(s) {missing} not in the metadata "
                          f"{list(index.metadata.columns)}")
+    if groups is not None and trade_off is not None:
+        raise ValueError(f"pass groups or trade_off, not both. Received: trade_off={trade_off!r}")
     kmax = max(k, map_k, mrr_k, recall_k)
     qpos = index.positions(query_ids)
-    if groups is None:
+    if groups is None and trade_off is None:
         nb, _ = index.query_many(query_ids, kmax)
     else:
-        deeper, _ = index.query_many(query_ids, min(len(index) - 1, 4 * kmax))
-        nb = collapse_neighbours(deeper, qpos, np.asarray(groups), k=kmax)
-    return evaluate_neighbours(nb, qpos, index.metadata[wanted],
-                               levels=levels, k=k, map_k=map_k, mrr_k=mrr_k, recall_k=recall_k)
+        deeper, scores = index.query_many(query_ids, min(len(index) - 1, POOL_FACTOR * kmax))
+        nb = (collapse_neighbours(deeper, qpos, np.asarray(groups), k=kmax) if groups is not None
+              else diversify_neighbours(index, deeper, scores, kmax, trade_off=trade_off))
+    table = evaluate_neighbours(nb, qpos, index.metadata[wanted], levels=levels, k=k,
+                                map_k=map_k, mrr_k=mrr_k, recall_k=recall_k)
+    if trade_off is not None:
+        table[f"pairwise similarity@{k}"] = mean_pairwise_similarity(index.vectors, nb[:, :k])
+    return table
 
 
 def evaluate_sources(sources: Mapping[str, Any], *, ids: Sequence[Any], metadata: pd.DataFrame,
@@ -320,7 +333,8 @@ def evaluate_sources(sources: Mapping[str, Any], *, ids: Sequence[Any], metadata
                      gallery_ids: Sequence[Any] | None = None, k: int = 5, map_k: int = 10,
                      mrr_k: int = 10, recall_k: int = 10, seed: int = SEED,
                      random_name: str | None = "random",
-                     groups: Sequence[int] | None = None) -> pd.DataFrame:
+                     groups: Sequence[int] | None = None,
+                     trade_off: float | None = None) -> pd.DataFrame:
     """Every embedding source, and random neighbours, judged on one gallery with one query set.
 
     Args:
@@ -337,6 +351,8 @@ def evaluate_sources(sources: Mapping[str, Any], *, ids: Sequence[Any], metadata
         random_name: the random baseline's source name; ``None`` leaves it out.
         groups: a near-duplicate group per id (in the order of ``ids``): each source's
             neighbours are collapsed to one per group (:func:`evaluate_index`).
+        trade_off: re-rank each source's neighbours by maximal marginal relevance, and add
+            ``pairwise similarity@k`` (:func:`evaluate_index`).
 
     Returns:
         A long table: ``source``, ``level`` and :func:`evaluate_neighbours`'s columns, plus
@@ -367,7 +383,8 @@ def evaluate_sources(sources: Mapping[str, Any], *, ids: Sequence[Any], metadata
         index = SimilarityIndex(gallery, x if gallery_ids is None else x[rows],
                                 metadata=metadata, prune=False)
         tables[name] = evaluate_index(index, queries, levels=levels, **options,
-                                      groups=None if groups is None else np.asarray(groups)[rows])
+                                      groups=None if groups is None else np.asarray(groups)[rows],
+                                      trade_off=trade_off)
         labels, qpos = index.metadata, index.positions(queries)
         del index  # one gallery-sized copy of the vectors at a time
     if random_name is not None:

@@ -4,9 +4,9 @@ The browser test drives the recommendation explorer in a real JupyterLab page an
 in Debian's headless Chromium through Playwright. This module holds what it needs:
 
 - :func:`find_chromium`, :data:`CHROMIUM_ARGS`: the browser and its flags;
-- :func:`write_explorer_notebook`: a tiny catalog (PNG images, 3 classes, clustered vectors) and a
-  notebook that builds a :class:`~fashion_utils.similarity.SimilarityIndex` on it and displays a
-  :class:`~fashion_utils.widgets.RecommendationExplorer`; the same index is rebuilt in the test
+- :func:`write_explorer_notebook`: a tiny catalog (PNG images, 3 classes, vectors from a fixed
+  projection of the pixels: the same "model" embeds an uploaded photo) and a notebook that builds a :class:`~fashion_utils.similarity.SimilarityIndex` on it and displays a
+  :class:`~fashion_utils.explorer.RecommendationExplorer`; the same index is rebuilt in the test
   process to know the expected neighbours;
 - :class:`ServerProcess`: a JupyterLab or Voilà server on a free loopback port with throw-away
   Jupyter folders, always stopped together with its kernels;
@@ -49,6 +49,18 @@ CLASSES = [("Tshirts", "Apparel", (205, 45, 45)),
 PER_CLASS = 10
 K = 5
 QUERY_PX, RESULT_PX, THUMB_PX = 160, 112, 48  # the explorer's image sizes in the notebook
+#: The notebook explorer's upload limit: small, so that the test can exceed it cheaply.
+MAX_UPLOAD_BYTES = 200_000
+#: The test's "model", which made the catalog's vectors and embeds uploaded photos, run by the
+#: notebook's kernel and by the test process (the same source, executed in both): a fixed
+#: projection of the photo's ink (1 - its pixels, shrunk to 8×8), so a sneaker finds sneakers.
+EMBED_SOURCE = (
+    "def embed_files(paths):\n"
+    "    from PIL import Image\n"
+    "    projection = np.random.default_rng(7).normal(size=(192, 16)).astype(np.float32)\n"
+    "    pixels = [np.asarray(Image.open(p).convert('RGB').resize((8, 8)), np.float32).ravel()\n"
+    "              for p in paths]\n"
+    "    return (1 - np.stack(pixels) / 255) @ projection")
 
 
 # --------------------------------------------------------------------------- browser
@@ -124,7 +136,17 @@ class ExplorerNotebook:
 
     def expected(self, item_id: str) -> list[tuple[int, str, float, str]]:
         """``(rank, label, score, id)`` of the k neighbours the explorer must show for ``item_id``."""
-        res = self.index.query(str(item_id), K)
+        return self._rows(self.index.query(str(item_id), K))
+
+    def expected_for_photo(self, photo: Path, folder: Path) -> tuple[Path, list[tuple[int, str, float, str]]]:
+        """The stored copy of an uploaded ``photo`` (as the explorer stores it) and the k
+        neighbours the explorer must show for it, embedded by the same :data:`EMBED_SOURCE`."""
+        from fashion_utils.image_files import save_uploaded_image
+
+        stored = save_uploaded_image(photo.read_bytes(), name=photo.name, folder=folder)
+        return stored, self._rows(self.index.query(embed_files([str(stored)])[0], K))
+
+    def _rows(self, res: pd.DataFrame) -> list[tuple[int, str, float, str]]:
         return [(int(r["rank"]), self.label(r["id"]), float(r["score"]), str(r["id"])) for _, r in res.iterrows()]
 
 
@@ -138,33 +160,47 @@ def build_index(catalog: pd.DataFrame, vectors: np.ndarray) -> Any:
 NOTEBOOK_CELLS = [
     ("markdown", "# Recommendation explorer (browser test)\n"
                  "> A tiny catalog written by `tests/test_browser.py`: 30 products, 3 classes,"
-                 " clustered vectors."),
+                 " vectors from a fixed projection of the pixels."),
     ("code", "import sys\n"
              "import numpy as np\n"
              "import pandas as pd\n"
              "from IPython.display import display\n"
              "from fashion_utils.similarity import SimilarityIndex\n"
-             "from fashion_utils.widgets import RecommendationExplorer"),
+             "from fashion_utils.explorer import RecommendationExplorer"),
     ("code", "catalog = pd.read_csv({csv!r}, dtype=str)\n"
              "vectors = np.load({npy!r})\n"
              "index = SimilarityIndex(catalog['id'], vectors,\n"
              "                        metadata=catalog[['id', 'articleType', 'masterCategory']])"),
+    ("code", EMBED_SOURCE.replace("{", "{{").replace("}", "}}")),
     ("code", "explorer = RecommendationExplorer(index, catalog, k={k}, page_size=30, thumb_px={thumb},\n"
-             "                                  query_px={query}, result_px={result})\n"
+             "                                  query_px={query}, result_px={result},\n"
+             "                                  embed_files=embed_files, max_upload_bytes={limit})\n"
              "display(explorer.widget)"),
     ("code", "print('kernel prefix:', sys.prefix)"),
 ]
 
 
-def write_explorer_notebook(folder: Path, *, seed: int = 0) -> ExplorerNotebook:
+def embed_files(paths: Sequence[str]) -> np.ndarray:
+    """:data:`EMBED_SOURCE`'s function, run in this process."""
+    namespace: dict[str, Any] = {"np": np}
+    exec(EMBED_SOURCE, namespace)  # noqa: S102 - the notebook's own source, defined above
+    return namespace["embed_files"](list(paths))
+
+
+def write_photo(path: Path, *, class_pos: int, j: int, size: int = 300) -> Path:
+    """A "phone photo" of a product (another size and format than the catalog's), for upload."""
+    _draw_product(path, class_pos, j, size=size)
+    return path
+
+
+def write_explorer_notebook(folder: Path) -> ExplorerNotebook:
     """Write 30 product PNGs (3 classes), ``catalog.csv``, ``vectors.npy`` and the notebook.
 
-    Vectors are clustered by class (a class centre plus noise), so each product's neighbours are
-    mostly of its own class and the scores differ from product to product.
+    The vectors are :data:`EMBED_SOURCE`'s embeddings of the images: each product's neighbours
+    are mostly of its own shape, and the scores differ from product to product.
 
     Args:
         folder: an empty folder (the Jupyter root of the test).
-        seed: seed of the vectors.
 
     Returns:
         The :class:`ExplorerNotebook`.
@@ -184,9 +220,7 @@ def write_explorer_notebook(folder: Path, *, seed: int = 0) -> ExplorerNotebook:
                          "articleType": article, "masterCategory": master,
                          "productDisplayName": f"Test {article} {item_id}"})
     catalog = pd.DataFrame(rows)
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(len(CLASSES), 16))
-    vectors = (np.repeat(centres, PER_CLASS, axis=0) + 0.6 * rng.normal(size=(len(rows), 16))).astype(np.float32)
+    vectors = embed_files([str(folder / p) for p in catalog["image_path"]]).astype(np.float32)
     csv_path, npy_path = folder / "catalog.csv", folder / "vectors.npy"
     catalog.to_csv(csv_path, index=False)
     np.save(npy_path, vectors)
@@ -199,7 +233,8 @@ def write_explorer_notebook(folder: Path, *, seed: int = 0) -> ExplorerNotebook:
             nb.cells.append(nbformat.v4.new_markdown_cell(source))
         else:
             nb.cells.append(nbformat.v4.new_code_cell(source.format(
-                csv=csv_path.name, npy=npy_path.name, k=K, thumb=THUMB_PX, query=QUERY_PX, result=RESULT_PX)))
+                csv=csv_path.name, npy=npy_path.name, k=K, thumb=THUMB_PX, query=QUERY_PX, result=RESULT_PX,
+                limit=MAX_UPLOAD_BYTES)))
     notebook = folder / NOTEBOOK_NAME
     nbformat.write(nb, notebook)
     catalog = pd.read_csv(csv_path, dtype=str)  # exactly what the notebook reads (its cwd: the folder)

@@ -347,3 +347,32 @@ def saved_pixels(fig) -> tuple[int, int]:
     plt.close(fig)
     with Image.open(buffer) as img:
         return img.size
+
+
+EXPLORER_CLASSES = ["Shirt", "Sneaker", "Bag"]
+
+
+@pytest.fixture
+def explorer_data(tmp_path):
+    """30 tiny PNG products in 3 classes, with class-structured 8-d vectors, and their index
+    (metadata: articleType and gender): the explorer's and the figure views' catalog."""
+    import pandas as pd
+
+    from fashion_utils.similarity import SimilarityIndex
+
+    rng = np.random.default_rng(0)
+    rows, vectors = [], []
+    for i in range(30):
+        cls = i % 3
+        img = np.full((12, 12, 3), 40 * cls, np.uint8)
+        img[3:9, 3:9] = (rng.integers(0, 255, 3)).astype(np.uint8)
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(img).save(path)
+        rows.append({"id": str(100 + i), "image_path": str(path),
+                     "articleType": EXPLORER_CLASSES[cls], "gender": "Men" if i % 2 else "Women",
+                     "productDisplayName": f"Item {i} {EXPLORER_CLASSES[cls]}"})
+        vectors.append(np.eye(8)[cls] * 3 + rng.standard_normal(8))
+    catalog = pd.DataFrame(rows)
+    index = SimilarityIndex(catalog["id"], np.array(vectors),
+                            metadata=catalog[["id", "articleType", "gender"]])
+    return catalog, index

@@ -20,15 +20,16 @@ LAYERS: list[set[str]] = [
     {"image_files", "fashion_mnist", "lite0", "provenance", "budget", "csv_rows"},
     {"data", "backbones"},
     {"features", "splits"},
-    {"sampling", "models", "evaluation", "similarity", "near_duplicates"},
+    {"sampling", "models", "evaluation", "similarity", "near_duplicates", "rerank"},
     {"tuning", "finetune", "multioutput", "embeddings", "search_data", "retrieval", "eda"},
     {"distributed", "scratch"},
     {"plots"},
     {"widgets", "notebook", "runner", "report"},
+    {"explorer"},
     {"bench"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
-DRAWING = {"plots", "widgets"}  # the only rooms that may import matplotlib or seaborn
+DRAWING = {"plots", "widgets", "explorer"}  # the only rooms that may import matplotlib or seaborn
 
 
 def _modules() -> dict[str, Path]:

@@ -27,9 +27,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from browser_support import (CHROMIUM_ARGS, K, KERNEL_STATUS_IDLE, NOTEBOOK_NAME, QUERY_PX, RESULT_PX,
-                             ExplorerNotebook, ServerProcess, captions_match, centre_pixel, find_chromium, image_report,
-                             wait_for_captions, write_explorer_notebook)
+import numpy as np
+from PIL import Image
+
+from browser_support import (CHROMIUM_ARGS, K, KERNEL_STATUS_IDLE, MAX_UPLOAD_BYTES, NOTEBOOK_NAME, QUERY_PX,
+                             RESULT_PX, ExplorerNotebook, ServerProcess, captions_match, centre_pixel, find_chromium,
+                             image_report, read_captions, wait_for_captions, write_explorer_notebook, write_photo)
 
 CHROMIUM = find_chromium()
 #: Screenshots go to a temporary folder, so that `make test` leaves the work tree clean;
@@ -143,21 +146,61 @@ def _check_after_pick(page: Any, explorer_nb: ExplorerNotebook, picked: str, bef
     assert f"id {picked}" in query_caption and explorer_nb.label(picked) in query_caption, query_caption
 
     by_id = explorer_nb.catalog.set_index("id")
+    _check_images(page, by_id.loc[picked, "image_path"],
+                  [(f"result #{e[0]}", by_id.loc[e[3], "image_path"]) for e in expected])
+
+
+def _check_images(page: Any, query_path: str, results: list[tuple[str, str]]) -> None:
+    """The query image and exactly K result images are visible, decoded, of their sizes, and
+    show these files (centre pixels)."""
     query = image_report(page, ".fu-explorer .fu-query-image")
-    results = image_report(page, ".fu-explorer .fu-result-image")
+    shown = image_report(page, ".fu-explorer .fu-result-image")
     assert len(query) == 1, query
-    assert len(results) == K, f"expected exactly {K} recommendation images, found {len(results)}"
-    for what, report, item_id, size in ([("query", query[0], picked, QUERY_PX)]
-                                        + [(f"result #{e[0]}", r, e[3], RESULT_PX)
-                                           for r, e in zip(results, expected)]):
+    assert len(shown) == K, f"expected exactly {K} recommendation images, found {len(shown)}"
+    for what, report, path, size in ([("query", query[0], query_path, QUERY_PX)]
+                                     + [(name, r, p, RESULT_PX) for r, (name, p) in zip(shown, results)]):
         assert report["tag"] == "IMG" and report["visible"], f"{what} image not visible: {report}"
         assert report["complete"] and report["naturalWidth"] > 0, f"{what} image not decoded: {report}"
         assert report["naturalWidth"] == size, f"{what} image: {report}"
-        want = centre_pixel(by_id.loc[item_id, "image_path"], size)
+        want = centre_pixel(str(path), size)
         assert report["pixel"] is not None and max(abs(a - b) for a, b in zip(report["pixel"], want)) <= 3, (
-            f"{what} image is not product {item_id}: centre pixel {report['pixel']}, expected {want}")
+            f"{what} image is not {path}: centre pixel {report['pixel']}, expected {want}")
     images = page.locator(".fu-explorer .fu-query-image, .fu-explorer .fu-result-image")
     assert [images.nth(i).is_visible() for i in range(images.count())] == [True] * (1 + K)
+
+
+def _upload_photo(page: Any, explorer_nb: ExplorerNotebook, tmp_path: Path, *, screenshot: str) -> None:
+    """Upload a product photo through the page's file control: the query becomes the photo and
+    its top 5 (embedded by the notebook's model) show; then a file over the limit is refused
+    with a message naming it, and the photo's results stay."""
+    photo = write_photo(tmp_path / "my_sneaker.jpg", class_pos=2, j=4)
+    stored, expected = explorer_nb.expected_for_photo(photo, tmp_path / "stored")
+    upload = page.locator(".fu-explorer .fu-upload")
+
+    def choose(path: Path) -> None:  # the widget's file input is not in the page: its chooser is
+        with page.expect_file_chooser() as chooser:
+            upload.click()
+        chooser.value.set_files(str(path))
+
+    choose(photo)
+    seen = wait_for_captions(page, expected)
+    assert captions_match(seen, expected), f"after the upload: captions {seen}, expected {expected}"
+    caption = page.locator(".fu-explorer .fu-query-caption").inner_text()
+    assert "your photo" in caption and photo.name in caption, caption
+    by_id = explorer_nb.catalog.set_index("id")
+    _check_images(page, str(stored), [(f"result #{e[0]}", by_id.loc[e[3], "image_path"]) for e in expected])
+    page.locator(".fu-explorer .fu-results").scroll_into_view_if_needed()
+    assert _screenshot(page, screenshot).stat().st_size > 10_000
+
+    too_big = tmp_path / "too_big.png"
+    noise = np.random.default_rng(1).integers(0, 255, (400, 400, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(too_big)
+    assert too_big.stat().st_size > MAX_UPLOAD_BYTES
+    choose(too_big)
+    status = page.locator(".fu-explorer .fu-status", has_text="are accepted")
+    status.wait_for(state="visible", timeout=30_000)
+    assert "too_big.png" in status.inner_text(), status.inner_text()
+    assert captions_match(read_captions(page), expected)  # the photo's results are kept
 
 
 @contextmanager
@@ -189,7 +232,7 @@ def _screenshot(page: Any, name: str) -> Path:
 
 
 def test_explorer_in_jupyterlab(servers: Servers, page: Any, tmp_path: Path) -> None:
-    """Open the notebook in JupyterLab, run it, pick a thumbnail, see the new top 5."""
+    """Open the notebook in JupyterLab, run it, pick a thumbnail, see the new top 5; upload a photo."""
     explorer_nb, lab = servers.nb, servers.lab.ensure_ready()
     with _diagnosed(page, lab, tmp_path):
         page.goto(lab.url(f"lab/tree/{NOTEBOOK_NAME}"), wait_until="domcontentloaded", timeout=60_000)
@@ -207,11 +250,12 @@ def test_explorer_in_jupyterlab(servers: Servers, page: Any, tmp_path: Path) -> 
 
         page.locator(".fu-explorer .fu-results").scroll_into_view_if_needed()
         assert _screenshot(page, "explorer_jupyterlab.png").stat().st_size > 10_000
+        _upload_photo(page, explorer_nb, tmp_path, screenshot="explorer_upload_jupyterlab.png")
         assert not page.errors, page.errors
 
 
 def test_explorer_in_voila(servers: Servers, page: Any, tmp_path: Path) -> None:
-    """The same explorer as a Voilà dashboard: pick from the dropdown, see the new top 5."""
+    """The same explorer as a Voilà dashboard: pick from the dropdown, see the new top 5; upload a photo."""
     explorer_nb, voila = servers.nb, servers.voila.ensure_ready()
     with _diagnosed(page, voila, tmp_path):
         page.goto(voila.url(""), wait_until="domcontentloaded", timeout=KERNEL_TIMEOUT_MS)
@@ -226,4 +270,5 @@ def test_explorer_in_voila(servers: Servers, page: Any, tmp_path: Path) -> None:
         _check_after_pick(page, explorer_nb, picked, before)
 
         assert _screenshot(page, "explorer_voila.png").stat().st_size > 10_000
+        _upload_photo(page, explorer_nb, tmp_path, screenshot="explorer_upload_voila.png")
         assert not page.errors, page.errors

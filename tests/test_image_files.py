@@ -74,3 +74,49 @@ def test_read_thumbnail_rejects_bad_sizes_and_files(tmp_path):
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(ValueError, match="cannot decode"):
         image_files.read_thumbnail(tmp_path / "text.png", max_side=64)
+
+
+# --------------------------------------------------------------------------- uploaded photos
+
+
+def _encoded(array, fmt):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_an_uploaded_photo_is_stored_once_as_a_bounded_rgb_png(tmp_path):
+    big = np.zeros((1500, 2000, 4), np.uint8)  # RGBA, larger than UPLOAD_MAX_SIDE
+    big[..., 0], big[..., 3] = 180, 255
+    content = _encoded(big, "PNG")
+    path = image_files.save_uploaded_image(content, name="a.png", folder=tmp_path / "up")
+    again = image_files.save_uploaded_image(content, name="b.png", folder=tmp_path / "up")
+    assert path == again and sorted(p.name for p in (tmp_path / "up").iterdir()) == [path.name]
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.mode == "RGB"
+        assert max(img.size) == image_files.UPLOAD_MAX_SIDE and img.size == (1024, 768)
+    jpeg = image_files.save_uploaded_image(_encoded(big[..., :3], "JPEG"), name="c.jpg",
+                                           folder=tmp_path / "up")
+    assert jpeg != path and image_files.read_image_rgb(jpeg).shape == (768, 1024, 3)
+
+
+@pytest.mark.parametrize("content, name, match", [
+    (b"", "empty.png", "'empty.png' is empty"),
+    (b"plain text, not a photo", "notes.txt", "'notes.txt' is not an image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "cut.png", "'cut.png' is not an image"),
+])
+def test_a_bad_upload_is_named_and_nothing_is_stored(tmp_path, content, name, match):
+    with pytest.raises(ValueError, match=match):
+        image_files.save_uploaded_image(content, name=name, folder=tmp_path / "up")
+    assert not (tmp_path / "up").exists() or not list((tmp_path / "up").iterdir())
+
+
+def test_an_upload_over_the_limit_is_refused_before_decoding(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    content = _encoded(noise, "PNG")  # about 12 KiB
+    with pytest.raises(ValueError, match=r"'x.png' is 1\d.\d KiB; photos up to 0.1 KiB"):
+        image_files.save_uploaded_image(content, name="x.png", folder=tmp_path, max_bytes=100)
+    with pytest.raises(ValueError, match="max_bytes"):
+        image_files.save_uploaded_image(content, name="x.png", folder=tmp_path, max_bytes=0)

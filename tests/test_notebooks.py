@@ -237,6 +237,16 @@ def test_each_notebook_writes_what_it_must_with_values_in_range(quick_run):
         assert both["plain"] == rec[plain_key][rec["embedding_source"]]  # the same evaluation
         assert all(0 <= level[m] <= 1 for level in both["collapsed"].values()
                    for m in rec["metrics"])
+    div = rec["diversify"]  # MMR: precision@5 and the results' likeness, plain and diversified
+    similar, mmr = f"pairwise similarity@{rec['k']}", f"MMR {div['trade_off']:g}"
+    assert div["source"] == rec["embedding_source"] and 0 <= div["trade_off"] <= 1
+    for side, plain_key in (("whole catalog", "whole_catalog"), ("held out", "held_out")):
+        runs = div[side]
+        assert set(runs) == {"plain", mmr}
+        for level, scores in runs["plain"].items():  # trade-off 1 is the plain ranking
+            assert scores[rec["metrics"][0]] == rec[plain_key][rec["embedding_source"]][level][
+                rec["metrics"][0]]
+        assert all(-1 <= level[similar] <= 1 for run in runs.values() for level in run.values())
     multi = read("06_multi_output")
     assert [row["attribute"] for row in multi["per_attribute"]] == multi["targets"]
     for row in multi["per_attribute"]:

@@ -343,3 +343,30 @@ def test_the_source_is_chosen_on_the_queries_it_is_given():
     with pytest.raises(ValueError, match="default='clip'"):
         retrieval.choose_source({"pretrained": x}, ids=meta["id"], metadata=meta,
                                 query_ids=test_ids, level=level, default="clip")
+
+
+def test_a_diversified_evaluation_scores_the_reranked_lists_and_their_likeness():
+    """Each query has 3 near-copies of itself in its class and 40 looser class-mates: plain
+    lists are mostly copies (alike); MMR at 0.5 swaps copies for class-mates (less alike,
+    as relevant); trade-off 1 equals the plain evaluation."""
+    rng = np.random.default_rng(3)
+    base = np.eye(8)[np.repeat(np.arange(2), 40)] * 4 + rng.standard_normal((80, 8))
+    copies = np.repeat(base[:10], 3, axis=0) + 0.01 * rng.standard_normal((30, 8))
+    x = np.vstack([base, copies])
+    labels = np.concatenate([np.repeat(["a", "b"], 40), np.repeat(["a"], 30)])
+    meta = pd.DataFrame({"id": [str(i) for i in range(len(x))], "articleType": labels})
+    index = SimilarityIndex(meta["id"], x, metadata=meta)
+    queries = meta["id"][:10]
+    plain = retrieval.evaluate_index(index, queries, label_columns=["articleType"])
+    same = retrieval.evaluate_index(index, queries, label_columns=["articleType"], trade_off=1.0)
+    varied = retrieval.evaluate_index(index, queries, label_columns=["articleType"], trade_off=0.5)
+    metrics = retrieval.metric_names()
+    pd.testing.assert_frame_equal(same[plain.columns], plain)
+    assert varied.loc["articleType", "precision@5"] == plain.loc["articleType", "precision@5"]
+    assert (varied.loc["articleType", "pairwise similarity@5"]
+            < same.loc["articleType", "pairwise similarity@5"] - 0.1)
+    assert "pairwise similarity@5" not in plain.columns
+    assert varied[metrics].apply(lambda v: v.between(0, 1)).all().all()
+    with pytest.raises(ValueError, match="groups or trade_off, not both"):
+        retrieval.evaluate_index(index, queries, label_columns=["articleType"],
+                                 groups=np.arange(len(x)), trade_off=0.5)
