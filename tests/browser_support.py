@@ -557,3 +557,96 @@ def centre_pixel(path: str, size: int) -> tuple[int, int, int]:
     with Image.open(io.BytesIO(png_thumbnail(str(path), size))) as img:
         rgb = img.convert("RGB")
         return rgb.getpixel((rgb.width // 2, rgb.height // 2))  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- a catalog at scale
+
+#: The in-page timing of one pick: from the dropdown's change event to the query caption and
+#: all five result captions showing the expected ids (``captions_ms``), then to every image
+#: of the view decoded (``decoded_ms``); measured with the page's own ``performance.now()``.
+PICK_TIMING_JS = """
+async ({index, picked, first, last}) => {
+  const root = document.querySelector('.fu-explorer');
+  const select = root.querySelector('.fu-picker select');
+  const has = (el, id) => el && new RegExp('id ' + id + '(\\\\s|$)').test(el.innerText);
+  const done = () => {
+    const caps = root.querySelectorAll('.fu-result-caption');
+    return has(root.querySelector('.fu-query-caption'), picked) && caps.length >= 5
+      && has(caps[0], first) && has(caps[caps.length - 1], last);
+  };
+  const t0 = performance.now();
+  select.selectedIndex = index;
+  select.dispatchEvent(new Event('change', {bubbles: true}));
+  await new Promise((resolve, reject) => {
+    if (done()) { resolve(); return; }
+    const obs = new MutationObserver(() => { if (done()) { obs.disconnect(); resolve(); } });
+    obs.observe(root, {subtree: true, childList: true, characterData: true, attributes: true});
+    setTimeout(() => { obs.disconnect(); reject(new Error('no update within 30 s')); }, 30000);
+  });
+  const t1 = performance.now();
+  const imgs = Array.from(root.querySelectorAll('.fu-query-image, .fu-result-image'));
+  await Promise.all(imgs.map((img) => img.decode().catch(() => null)));
+  return {captions_ms: t1 - t0, decoded_ms: performance.now() - t0};
+}
+"""
+
+SCALE_NOTEBOOK_CELLS = [
+    ("markdown", "# Recommendation explorer at scale (pick timing)"),
+    ("code", "import numpy as np\n"
+             "import pandas as pd\n"
+             "from IPython.display import display\n"
+             "from fashion_utils.explorer import RecommendationExplorer\n"
+             "from fashion_utils.similarity import SimilarityIndex"),
+    ("code", "catalog = pd.read_csv('catalog.csv', dtype=str)\n"
+             "index = SimilarityIndex(catalog['id'], np.load('vectors.npy'),\n"
+             "                        metadata=catalog.drop(columns=['image_path']))\n"
+             "view = RecommendationExplorer(index, catalog, k=5, start=catalog['id'].iloc[0])\n"
+             "display(view.widget)"),
+]
+
+
+@dataclass
+class ScaleNotebook:
+    """The timing notebook, its catalog and (built on first use) the same index here."""
+
+    folder: Path
+    notebook: Path
+    catalog: pd.DataFrame
+    vectors_path: Path
+
+    @cached_property
+    def index(self) -> Any:
+        from fashion_utils.similarity import SimilarityIndex
+
+        return SimilarityIndex(self.catalog["id"], np.load(self.vectors_path),
+                               metadata=self.catalog.drop(columns=["image_path"]))
+
+
+def write_scale_notebook(folder: Path, *, images_dir: Path, n: int, dim: int = 1280) -> ScaleNotebook:
+    """A catalog of ``n`` products (the synthetic Kaggle catalog in ``images_dir``'s
+    ``styles.csv``), ``dim``-d synthetic CNN-like vectors, and a notebook showing the explorer."""
+    import nbformat
+
+    from fashion_utils.bench.recommender import synthetic_embeddings
+
+    folder = Path(folder)
+    from fashion_utils.csv_rows import read_csv_rows
+
+    read = read_csv_rows(images_dir / "styles.csv")  # the package's reader: stray commas repaired
+    styles = pd.DataFrame([fields for _, fields in read.rows], columns=read.header).head(n)
+    if len(styles) < n:
+        raise ValueError(f"{images_dir} holds {len(styles)} usable products, fewer than n={n}")
+    styles["image_path"] = [str(images_dir / "images" / f"{i}.jpg") for i in styles["id"]]
+    catalog = styles[["id", "image_path", "gender", "masterCategory", "subCategory", "articleType",
+                      "baseColour", "season", "usage", "productDisplayName"]]
+    catalog.to_csv(folder / "catalog.csv", index=False)
+    vectors_path = folder / "vectors.npy"
+    np.save(vectors_path, synthetic_embeddings(len(catalog), dim))
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    for kind, source in SCALE_NOTEBOOK_CELLS:
+        nb.cells.append(nbformat.v4.new_markdown_cell(source) if kind == "markdown"
+                        else nbformat.v4.new_code_cell(source))
+    notebook = folder / "explorer_scale.ipynb"
+    nbformat.write(nb, notebook)
+    return ScaleNotebook(folder, notebook, pd.read_csv(folder / "catalog.csv", dtype=str), vectors_path)

@@ -61,10 +61,14 @@ def test_an_unknown_section_runs_nothing(tmp_path, monkeypatch):
 
 
 def test_sections_and_readme_tables_are_the_known_ones():
-    assert list(cli.SECTIONS) == ["extraction", "scale", "recommender", "training"]
+    assert list(cli.SECTIONS) == ["extraction", "scale", "recommender", "training", "explorer"]
     assert set(cli.MARKDOWN) == {"extraction", "scale", "training"}
-    # the hour-long training budgets run only when asked for
+    # the hour-long training budgets and the 12 GB explorer catalog run only when asked for
     assert cli._parser().parse_args([]).sections == ["extraction", "scale", "recommender"]
+    explorer = cli._parser().parse_args(["explorer", "--items", "500", "--small-photos"])
+    assert cli._section_options("explorer", explorer) == {"n": 500, "full_size": False}
+    assert cli._section_options("explorer", cli._parser().parse_args(["explorer"])) == {
+        "n": 44_000, "full_size": True}
 
 
 def test_training_options_go_to_the_training_section(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ Usage::
     python -m fashion_utils.bench extraction --sizes 32 64
     python -m fashion_utils.bench scale --n 44000 --subset 10000 --no-small
     python -m fashion_utils.bench training --minutes 30 60   # long: not in the default run
+    python -m fashion_utils.bench explorer --items 44000     # picks timed in Voila
 
 Run it as this package's ``__main__``: a spawned stage process
 (:func:`~fashion_utils.bench.measure.run_isolated`) does not re-import a ``*.__main__``
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from fashion_utils.bench.explorer import bench_explorer
 from fashion_utils.bench.extraction import bench_extraction, extraction_markdown
 from fashion_utils.bench.measure import benchmarks_path, update_readme, write_results
 from fashion_utils.bench.recommender import bench_recommender
@@ -31,8 +33,10 @@ from fashion_utils.bench.training import DEFAULT_MINUTES, bench_training, traini
 #: Section name -> the function that measures it (called with keyword options only).
 SECTIONS: dict[str, Callable[..., dict]] = {"extraction": bench_extraction, "scale": bench_scale,
                                             "recommender": bench_recommender,
-                                            "training": bench_training}
-#: The sections run when none is named (``training`` takes an hour or more: ask for it).
+                                            "training": bench_training,
+                                            "explorer": bench_explorer}
+#: The sections run when none is named (``training`` takes an hour or more, ``explorer``
+#: writes 12 GB of photos: ask for them).
 DEFAULT_SECTIONS: tuple[str, ...] = ("extraction", "scale", "recommender")
 #: Section name -> its README table.
 MARKDOWN: dict[str, Callable[[dict], str]] = {"extraction": extraction_markdown,
@@ -68,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="random backbone weights (a quick plumbing check)")
     group.add_argument("--root", type=Path, default=None,
                        help="where the catalogs are made (default: <output root>/data/bench)")
+    group = parser.add_argument_group("explorer")
+    group.add_argument("--items", type=int, default=44_000, help="products of the timed catalog")
+    group.add_argument("--small-photos", action="store_true",
+                       help="60x80 photos instead of the full 1800x2400")
     group = parser.add_argument_group("training")
     group.add_argument("--minutes", nargs="+", type=float, default=list(DEFAULT_MINUTES),
                        help="training budgets of the scratch CNN, in minutes")
@@ -91,6 +99,8 @@ def _section_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 "n_queries": args.queries, "pool_size": args.pool_size,
                 "full_image_size": tuple(args.full_size), "root": args.root,
                 "weights": None if args.random_weights else "imagenet"}
+    if name == "explorer":
+        return {"n": args.items, "full_size": not args.small_photos}
     if name == "training":
         if args.retrieval_only:
             return {"retrieval_only": True, "data_dir": args.data_dir, "out": args.out}
