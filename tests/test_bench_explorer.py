@@ -42,3 +42,15 @@ def test_the_timings_are_judged_on_the_median_and_a_failure_is_reported(monkeypa
         command, 5, "no tests ran: skipped (Chromium not found)", ""))
     with pytest.raises(RuntimeError, match="(?s)exit 5.*Chromium not found"):
         bench.bench_explorer(n=10)
+
+
+def test_the_readme_lines_name_the_catalog_the_goal_and_the_verdict():
+    result = {"picks": 12, "front_end": "voila", "browser": "chromium (headless)", "n_items": 44_000,
+              "image_size": [1800, 2400], "dim": 1280, "goal_ms": 300.0, "met": False,
+              "load_average": [0.31, 0.5, 0.6],
+              "captions_ms": {"median": 250.4, "p90": 290.0, "max": 340.0},
+              "decoded_ms": {"median": 310.2, "p90": 350.0, "max": 420.0}}
+    text = bench.explorer_markdown(result)
+    assert "12 picks in Voila" in text and "44,000 products with 1800×2400 JPEGs" in text
+    assert "is **missed**" in text and "Load average before the run 0.31" in text
+    assert "| every image decoded | 310 | 350 | 420 |" in text

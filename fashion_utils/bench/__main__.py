@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from fashion_utils.bench.explorer import bench_explorer
+from fashion_utils.bench.explorer import bench_explorer, explorer_markdown
 from fashion_utils.bench.extraction import bench_extraction, extraction_markdown
 from fashion_utils.bench.measure import benchmarks_path, update_readme, write_results
 from fashion_utils.bench.recommender import bench_recommender
@@ -41,7 +41,8 @@ DEFAULT_SECTIONS: tuple[str, ...] = ("extraction", "scale", "recommender")
 #: Section name -> its README table.
 MARKDOWN: dict[str, Callable[[dict], str]] = {"extraction": extraction_markdown,
                                               "scale": scale_markdown,
-                                              "training": training_markdown}
+                                              "training": training_markdown,
+                                              "explorer": explorer_markdown}
 
 
 def _parser() -> argparse.ArgumentParser:

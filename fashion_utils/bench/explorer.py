@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fashion_utils import checks, config
+from fashion_utils.markdown import markdown_table
 
 #: The issue's goal for one pick at 44,000 items.
 GOAL_MS = 300.0
@@ -36,6 +37,7 @@ def bench_explorer(*, n: int = 44_000, full_size: bool = True) -> dict[str, Any]
     if not BROWSER_TEST.is_file():
         raise ValueError(f"the explorer bench drives {BROWSER_TEST}, which is missing: run it "
                          f"from a checkout of the repository")
+    load_before = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="fashion-pick-") as tmp:
         out = Path(tmp) / "timings.json"
         env = {**os.environ, "FASHION_PICK_ITEMS": str(n), "FASHION_PICK_TIMINGS": str(out),
@@ -51,5 +53,22 @@ def bench_explorer(*, n: int = 44_000, full_size: bool = True) -> dict[str, Any]
     result.update({"goal_ms": GOAL_MS, "met": result["decoded_ms"]["median"] <= GOAL_MS,
                    "judged_on": "median decoded_ms (captions and every image of the view)",
                    "wall_seconds": round(time.perf_counter() - started, 1),
-                   "load_average": list(os.getloadavg())})
+                   "load_average": load_before})
     return result
+
+
+def explorer_markdown(result: dict[str, Any]) -> str:
+    """The README's lines on the pick timing (between the ``bench:explorer`` markers)."""
+    size = "×".join(str(v) for v in result["image_size"])
+    rows = [[name, f"{result[key]['median']:.0f}", f"{result[key]['p90']:.0f}",
+             f"{result[key]['max']:.0f}"]
+            for name, key in (("captions updated", "captions_ms"),
+                              ("every image decoded", "decoded_ms"))]
+    verdict = "met" if result["met"] else "missed"
+    return (f"{result['picks']} picks in {result['front_end'].capitalize()} "
+            f"({result['browser']}), {result['n_items']:,} products with {size} JPEGs and "
+            f"{result['dim']}-d vectors, each timed by the page's own clock from the dropdown's "
+            f"change event; the goal ({result['goal_ms']:.0f} ms, judged on the median until "
+            f"every image is decoded) is **{verdict}**. Load average before the run "
+            f"{result['load_average'][0]:.2f}.\n\n"
+            + markdown_table(["ms per pick", "median", "p90", "max"], rows))
