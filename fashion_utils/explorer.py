@@ -130,6 +130,7 @@ class RecommendationExplorer:
         self._page = 0
         self._syncing = False
 
+        self._values: dict[str, dict[str, Any]] = {}  # column -> dropdown value -> filter value
         filters = dict(filters or {})
         if filters:
             index.filter_mask(filters, query_position=0)  # fails early on unknown columns
@@ -277,7 +278,6 @@ class RecommendationExplorer:
     def _filter_box(self, column: str, spec: Any) -> Any:
         import ipywidgets as w
 
-        self._values = getattr(self, "_values", {})
         meta = self.index.metadata
         values = sorted(meta[column].dropna().unique(), key=str)
         if spec is not None and not isinstance(spec, str) and np.ndim(spec):

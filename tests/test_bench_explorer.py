@@ -36,6 +36,7 @@ def test_the_timings_are_judged_on_the_median_and_a_failure_is_reported(monkeypa
     command, env = calls[0]
     assert command[-1].endswith("test_browser.py::test_pick_time_in_voila")
     assert env["FASHION_PICK_FULL_SIZE"] == "1"
+    assert env["FASHION_PICK_CATALOG_ROOT"].endswith("data/bench")
     assert bench.bench_explorer(n=5, full_size=False) and calls[1][1]["FASHION_PICK_FULL_SIZE"] == "0"
 
     monkeypatch.setattr(bench.subprocess, "run", lambda command, **_: subprocess.CompletedProcess(

@@ -49,6 +49,7 @@ KERNEL_TIMEOUT_MS = 60_000
 PICK_ITEMS = int(os.environ.get("FASHION_PICK_ITEMS", "400"))
 PICK_FULL_SIZE = os.environ.get("FASHION_PICK_FULL_SIZE") == "1"
 PICK_TIMINGS = os.environ.get("FASHION_PICK_TIMINGS")  # where to write the timings (JSON)
+PICK_CATALOG_ROOT = os.environ.get("FASHION_PICK_CATALOG_ROOT")  # the bench's: made once, reused
 PICKS = 12  # timed picks, after one untimed warm-up pick
 
 pytestmark = [
@@ -292,7 +293,8 @@ def test_pick_time_in_voila(browser: Any, tmp_path_factory: pytest.TempPathFacto
 
     size = FULL_SIZE if PICK_FULL_SIZE else SMALL_SIZE
     made = PICK_ITEMS + PICK_ITEMS // 20 + 10  # some rows have unrepairable commas
-    images = make_synthetic_kaggle_catalog(bench_dir() / f"explorer_{made}_{size[0]}x{size[1]}", n=made,
+    catalogs = Path(PICK_CATALOG_ROOT) if PICK_CATALOG_ROOT else bench_dir()
+    images = make_synthetic_kaggle_catalog(catalogs / f"explorer_{made}_{size[0]}x{size[1]}", n=made,
                                            image_size=size, pool_size=min(256, made))
     root = tmp_path_factory.mktemp("explorer_scale")
     scale_nb = write_scale_notebook(root, images_dir=images, n=PICK_ITEMS)

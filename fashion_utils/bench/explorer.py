@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fashion_utils import checks, config
+from fashion_utils.bench.synthetic import bench_dir
 from fashion_utils.markdown import markdown_table
 
 #: The issue's goal for one pick at 44,000 items.
@@ -41,7 +42,8 @@ def bench_explorer(*, n: int = 44_000, full_size: bool = True) -> dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="fashion-pick-") as tmp:
         out = Path(tmp) / "timings.json"
         env = {**os.environ, "FASHION_PICK_ITEMS": str(n), "FASHION_PICK_TIMINGS": str(out),
-               "FASHION_PICK_FULL_SIZE": "1" if full_size else "0"}
+               "FASHION_PICK_FULL_SIZE": "1" if full_size else "0",
+               "FASHION_PICK_CATALOG_ROOT": str(bench_dir())}  # made once, not in pytest's tmp
         started = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                f"{BROWSER_TEST}::test_pick_time_in_voila"], cwd=config.PROJ_ROOT,
