@@ -353,6 +353,47 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
                           settings=settings, trainable=trainable)
 
 
+#: Image sides the fine-tune plan chooses from, smallest first.
+PLAN_SIZES = (64, 96, 128)
+#: The most epochs the plan gives a fine-tune (more rarely pays on a pretrained backbone).
+PLAN_MAX_EPOCHS = 10
+
+
+def plan_fine_tune(*, n_train: int, n_val: int, seconds_per_image: float, probe_size: int,
+                   max_seconds: float, sizes: Sequence[int] = PLAN_SIZES,
+                   max_epochs: int = PLAN_MAX_EPOCHS) -> tuple[int, int]:
+    """The image side and epochs that fill a fine-tune's time cap, from a probe's speed.
+
+    An epoch is estimated at ``seconds_per_image × (n_train + n_val / 3) × (side /
+    probe_size)²``, where ``seconds_per_image`` is a probe epoch's seconds per image at
+    ``probe_size`` (training and validating it: an estimate that errs long) and validation
+    only predicts (a third of a training step). The largest side
+    whose ``max_epochs`` epochs fit ``max_seconds`` wins; when none does, the smallest side gets
+    the epochs that fit (at least one). A big catalog on 2 cores keeps 64 px and one epoch
+    (Fashion-MNIST: ~370 s of a 600 s cap); a small one gets more pixels and epochs.
+
+    >>> plan_fine_tune(n_train=54_000, n_val=6_000, seconds_per_image=0.00686, probe_size=64,
+    ...                max_seconds=600)
+    (64, 1)
+    >>> plan_fine_tune(n_train=2_118, n_val=236, seconds_per_image=0.0073, probe_size=64,
+    ...                max_seconds=600)
+    (96, 10)
+    """
+    n_train, n_val = positive_int("n_train", n_train), positive_int("n_val", n_val, minimum=0)
+    speed, cap = positive_float("seconds_per_image", seconds_per_image), \
+        positive_float("max_seconds", max_seconds)
+    probe_size, max_epochs = positive_int("probe_size", probe_size), \
+        positive_int("max_epochs", max_epochs)
+    sizes = sorted(positive_int("size", v) for v in sizes)
+    if not sizes:
+        raise ValueError(f"sizes must hold at least one side. Received: sizes={sizes!r}")
+    per_epoch = {side: speed * (n_train + n_val / 3) * (side / probe_size) ** 2 for side in sizes}
+    fitting = [side for side in sizes if cap / per_epoch[side] >= max_epochs]
+    if fitting:
+        return fitting[-1], max_epochs
+    return sizes[0], max(1, min(max_epochs, int(cap / per_epoch[sizes[0]])))
+
+
 def choose_on_validation(results: Mapping[str, FineTuneResult], *, val_paths: Sequence[str],
                          val_labels: Sequence[int]) -> dict[str, Any]:
     """Score each trained model on the same validation images, the way a user would predict
