@@ -8,9 +8,17 @@ recommendation even when every result has the right article type.
   shrunk to 9×8 grey pixels, one bit per horizontal neighbour pair (brighter or not). It
   survives recompression, resizing and small edits; :func:`image_hashes` hashes a catalog,
   with a cache keyed by each file's path, size and modification time.
+- :func:`image_signatures` also keeps each picture shrunk to 16×16 grey pixels (its
+  *thumbnail*), the evidence that confirms a pair.
 - :func:`near_duplicate_groups` joins images whose hashes differ in at most ``max_distance``
   bits (union-find; candidate pairs found by multi-index hashing: two hashes within ``d`` bits
-  agree exactly on at least one of ``d + 1`` blocks), so no all-pairs comparison is needed.
+  agree exactly on at least one of ``d + 1`` blocks), so no all-pairs comparison is needed;
+  given the thumbnails, a candidate pair joins only when the two thumbnails differ by at most
+  ``max_difference`` grey levels on average. A 64-bit hash alone is too coarse for small or
+  plain pictures: on Fashion-MNIST's 28×28 images, identical hashes (0 bits apart) put 6,979
+  of 70,000 images in groups whose members share their first member's article type only 91%
+  of the time, and chains at 4 bits joined 32,961 images into one group; confirmed by the
+  thumbnails (4 grey levels), 36 of those 5,245 identical-hash pairs remain, all of one type.
 - :func:`collapse_neighbours` turns a ranked neighbour list into one of distinct groups: the
   first of each group is kept, the query's own group is skipped.
 """
@@ -29,10 +37,15 @@ from fashion_utils.atomic import write_csv_atomic
 from fashion_utils.checks import positive_int
 from fashion_utils.image_files import read_image_rgb
 
-__all__ = ["HASH_CACHE_NAME", "collapse_neighbours", "dhash", "group_summary", "hamming",
-           "image_hashes", "near_duplicate_groups"]
+__all__ = ["HASH_CACHE_NAME", "MAX_DIFFERENCE", "THUMB_SIDE", "collapse_neighbours", "dhash",
+           "grey_thumbnail", "group_summary", "hamming", "image_hashes", "image_signatures",
+           "near_duplicate_groups"]
 
-HASH_CACHE_NAME = "dhash_v1.csv"  # bump the version when the hash changes
+HASH_CACHE_NAME = "dhash_v2.csv"  # bump the version when the hash or the thumbnail changes
+#: Side of the grey thumbnail that confirms a candidate pair.
+THUMB_SIDE = 16
+#: Mean absolute grey difference (0-255) of the thumbnails of a confirmed near-duplicate pair.
+MAX_DIFFERENCE = 4.0
 
 
 def dhash(path: str | os.PathLike, *, hash_size: int = 8) -> int:
@@ -50,6 +63,14 @@ def dhash(path: str | os.PathLike, *, hash_size: int = 8) -> int:
     return int("".join("1" if b else "0" for b in bits), 2)
 
 
+def grey_thumbnail(path: str | os.PathLike) -> np.ndarray:
+    """The picture shrunk to :data:`THUMB_SIDE` × :data:`THUMB_SIDE` grey pixels (``uint8``)."""
+    rgb = read_image_rgb(path, size=8 * THUMB_SIDE)  # a JPEG decodes at a reduced DCT scale
+    grey = Image.fromarray(rgb).convert("L").resize((THUMB_SIDE, THUMB_SIDE),
+                                                    Image.Resampling.BILINEAR)
+    return np.asarray(grey, dtype=np.uint8)
+
+
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Bitwise Hamming distances between uint64 hashes (broadcast)."""
     x = np.bitwise_xor(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64))
@@ -58,35 +79,44 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def image_hashes(paths: Sequence[str | os.PathLike], *,
                  cache_dir: str | os.PathLike | None = None) -> np.ndarray:
-    """:func:`dhash` (64 bits) of every file, as ``uint64``, in order; cached per file.
+    """:func:`dhash` (64 bits) of every file, as ``uint64``, in order; cached per file
+    (:func:`image_signatures`)."""
+    return image_signatures(paths, cache_dir=cache_dir)[0]
 
-    The cache (``cache_dir/dhash_v1.csv``) is keyed by path, size and modification time: a
-    changed file is hashed again.
+
+def image_signatures(paths: Sequence[str | os.PathLike], *,
+                     cache_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`dhash` and :func:`grey_thumbnail` of every file, in order; cached per file.
+
+    The cache (``cache_dir/dhash_v2.csv``) is keyed by path, size and modification time: a
+    changed file is read again.
+
+    Returns:
+        ``(hashes, thumbnails)``: ``(N,)`` ``uint64`` and ``(N, THUMB_SIDE ** 2)`` ``uint8``.
     """
     paths = [os.fspath(p) for p in paths]
     cache_file = Path(cache_dir) / HASH_CACHE_NAME if cache_dir is not None else None
-    cached: dict[str, tuple[int, int, int]] = {}
+    cached: dict[str, tuple[int, int, int, bytes]] = {}
     if cache_file is not None and cache_file.is_file():
-        table = pd.read_csv(cache_file, dtype={"path": str, "hash": str})
-        cached = {p: (int(s), int(m), int(h, 16)) for p, s, m, h in
-                  table[["path", "size", "mtime_ns", "hash"]].itertuples(index=False)}
-    out = np.empty(len(paths), dtype=np.uint64)
+        table = pd.read_csv(cache_file, dtype={"path": str, "hash": str, "thumb": str})
+        cached = {p: (int(s), int(m), int(h, 16), bytes.fromhex(t)) for p, s, m, h, t in
+                  table[["path", "size", "mtime_ns", "hash", "thumb"]].itertuples(index=False)}
+    hashes = np.empty(len(paths), dtype=np.uint64)
+    thumbs = np.empty((len(paths), THUMB_SIDE ** 2), dtype=np.uint8)
     changed = False
     for i, path in enumerate(paths):
         st = os.stat(path)
         hit = cached.get(path)
-        if hit is not None and hit[:2] == (st.st_size, st.st_mtime_ns):
-            out[i] = hit[2]
-            continue
-        value = dhash(path)
-        cached[path] = (st.st_size, st.st_mtime_ns, value)
-        out[i] = value
-        changed = True
+        if hit is None or hit[:2] != (st.st_size, st.st_mtime_ns):
+            hit = (st.st_size, st.st_mtime_ns, dhash(path), grey_thumbnail(path).tobytes())
+            cached[path] = hit
+            changed = True
+        hashes[i], thumbs[i] = hit[2], np.frombuffer(hit[3], dtype=np.uint8)
     if cache_file is not None and changed:
-        rows = [(p, s, m, f"{h:016x}") for p, (s, m, h) in cached.items()]
-        write_csv_atomic(pd.DataFrame(rows, columns=["path", "size", "mtime_ns", "hash"]),
+        rows = [(p, s, m, f"{h:016x}", t.hex()) for p, (s, m, h, t) in cached.items()]
+        write_csv_atomic(pd.DataFrame(rows, columns=["path", "size", "mtime_ns", "hash", "thumb"]),
                          cache_file)
-    return out
+    return hashes, thumbs
 
 
 class _UnionFind:
@@ -108,15 +138,20 @@ class _UnionFind:
 
 
 def near_duplicate_groups(hashes: Sequence[int] | np.ndarray, *, max_distance: int = 4,
-                          max_bucket: int = 2000) -> np.ndarray:
-    """A group number per item: items whose hashes differ in at most ``max_distance`` bits,
-    directly or through a chain, share one (the smallest member's position).
+                          max_bucket: int = 2000, thumbnails: np.ndarray | None = None,
+                          max_difference: float = MAX_DIFFERENCE) -> np.ndarray:
+    """A group number per item: items whose hashes differ in at most ``max_distance`` bits
+    (and, given ``thumbnails``, whose thumbnails differ by at most ``max_difference`` grey
+    levels on average), directly or through a chain, share one (the smallest member's position).
 
     Args:
         hashes: 64-bit hashes (:func:`image_hashes`).
         max_distance: the largest Hamming distance of a near-duplicate pair (0: identical).
         max_bucket: a block value shared by more distinct hashes than this (a blank
             background, say) is not used to find candidates; the other blocks still are.
+        thumbnails: ``(N, P)`` grey thumbnails (:func:`image_signatures`) that must confirm a
+            candidate pair; ``None`` trusts the hashes alone.
+        max_difference: the largest mean absolute thumbnail difference of a confirmed pair.
 
     Returns:
         ``(N,)`` int array; ``groups[i] == i`` for an item that is the first of its group.
@@ -126,25 +161,48 @@ def near_duplicate_groups(hashes: Sequence[int] | np.ndarray, *, max_distance: i
     if max_distance > 15:
         raise ValueError(f"max_distance must be at most 15 (64-bit hashes). "
                          f"Received: max_distance={max_distance!r}")
+    thumbs = None
+    if thumbnails is not None:
+        thumbs = np.asarray(thumbnails, dtype=np.int16).reshape(len(h), -1)
+        if not 0 <= float(max_difference) <= 255:
+            raise ValueError(f"max_difference must be in [0, 255] grey levels. "
+                             f"Received: max_difference={max_difference!r}")
     uf = _UnionFind(len(h))
-    unique, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-    for i, u in enumerate(inverse):  # identical hashes: one group
-        uf.union(int(first[u]), i)
+    unique, inverse = np.unique(h, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)  # items per hash
+
+    def link(a: np.ndarray, b: np.ndarray | None = None) -> None:
+        """Join confirmed pairs: within ``a`` (one hash), or across ``a`` and ``b``."""
+        other = a if b is None else b
+        for lo in range(0, len(a), 64):  # bounded memory: 64 rows of thumbnails at a time
+            rows = a[lo:lo + 64]
+            ok = np.ones((len(rows), len(other)), dtype=bool)
+            if thumbs is not None:
+                diff = np.abs(thumbs[rows][:, None, :] - thumbs[other][None, :, :]).mean(axis=-1)
+                ok = diff <= max_difference
+            if b is None:  # each pair once
+                ok &= np.arange(lo, lo + len(rows))[:, None] < np.arange(len(a))[None, :]
+            for x, y in zip(*np.nonzero(ok)):
+                uf.union(int(rows[x]), int(other[y]))
+
+    for group in members:
+        if len(group) > 1:
+            link(group)
     if max_distance and len(unique) > 1:
         blocks = max_distance + 1
         bounds = np.linspace(0, 64, blocks + 1).astype(int)
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             key = (unique >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
-            order = np.argsort(key, kind="stable")
-            starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
-            for s, e in zip(starts, np.r_[starts[1:], len(order)]):
-                members = order[s:e]
-                if len(members) < 2 or len(members) > max_bucket:
+            key_order = np.argsort(key, kind="stable")
+            starts = np.flatnonzero(np.r_[True, key[key_order][1:] != key[key_order][:-1]])
+            for s, e in zip(starts, np.r_[starts[1:], len(key_order)]):
+                bucket = key_order[s:e]
+                if len(bucket) < 2 or len(bucket) > max_bucket:
                     continue
-                d = hamming(unique[members][:, None], unique[members][None, :])
-                a, b = np.nonzero(np.triu(d <= max_distance, k=1))
-                for x, y in zip(members[a], members[b]):
-                    uf.union(int(first[x]), int(first[y]))
+                d = hamming(unique[bucket][:, None], unique[bucket][None, :])
+                for x, y in zip(*np.nonzero(np.triu(d <= max_distance, k=1))):
+                    link(members[bucket[x]], members[bucket[y]])
     return np.array([uf.find(i) for i in range(len(h))])
 
 

@@ -163,7 +163,10 @@ def _duplicates_text(rec: Mapping[str, Any]) -> str:
         f"{side}: {nd['collapse'][side]['plain'][level][metric]:.3f} plain, "
         f"{nd['collapse'][side]['collapsed'][level][metric]:.3f} collapsed"
         for side in ("whole catalog", "held out"))
-    return (f" Near-duplicates (hashes at most {nd['max_distance']} of 64 bits apart): "
+    confirmed = (f", thumbnails within {nd['collapse']['max_difference']:g} grey levels"
+                 if "max_difference" in nd["collapse"] else "")
+    return (f" Near-duplicates (hashes at most {nd['collapse']['max_distance']} of 64 bits "
+            f"apart{confirmed}): "
             f"{nd['groups_of_two_or_more']:,} groups holding {nd['items_in_such_groups']:,} of "
             f"{nd['items']:,} images, the largest {nd['largest_group']:,}; {metric} at {level} "
             f"with the `{nd['collapse']['source']}` embeddings, one product per group: {scores}.")

@@ -43,13 +43,21 @@ def test_groups_join_chains_within_the_distance_and_nothing_else():
                        "largest_group": 4}
 
 
-def test_groups_equal_brute_force_on_random_hashes():
+@pytest.mark.parametrize("confirm", [False, True])
+def test_groups_equal_brute_force_on_random_hashes(confirm):
     rng = np.random.default_rng(0)
     seeds = rng.integers(0, 2 ** 63, 40, dtype=np.uint64)
     flips = np.uint64(1) << rng.integers(0, 64, (40, 3)).astype(np.uint64)
-    hashes = np.concatenate([seeds, seeds ^ flips[:, 0], seeds ^ flips[:, 0] ^ flips[:, 1]])
-    groups = nd.near_duplicate_groups(hashes, max_distance=3)
+    hashes = np.concatenate([seeds, seeds ^ flips[:, 0], seeds ^ flips[:, 0] ^ flips[:, 1],
+                             seeds[:10]])  # and 10 identical hashes
+    thumbs = rng.integers(0, 256, (len(hashes), 16), dtype=np.uint8)
+    thumbs[40:80] = np.clip(thumbs[:40].astype(int) + rng.integers(-6, 7, (40, 16)), 0, 255)
+    groups = nd.near_duplicate_groups(hashes, max_distance=3,
+                                      thumbnails=thumbs if confirm else None, max_difference=4)
     d = nd.hamming(hashes[:, None], hashes[None, :])
+    if confirm:  # a pair needs its thumbnails within 4 grey levels on average, too
+        diff = np.abs(thumbs[:, None, :].astype(int) - thumbs[None, :, :]).mean(axis=-1)
+        d = np.where(diff <= 4, d, 99)
     parent = list(range(len(hashes)))  # brute-force connected components
 
     def find(i):
@@ -62,6 +70,29 @@ def test_groups_equal_brute_force_on_random_hashes():
         if a != b:
             parent[max(a, b)] = min(a, b)
     assert groups.tolist() == [find(i) for i in range(len(hashes))]
+    if confirm:  # some pairs were vetoed, some joined
+        plain = nd.near_duplicate_groups(hashes, max_distance=3)
+        assert 0 < nd.group_summary(groups)["items_in_such_groups"] < nd.group_summary(
+            plain)["items_in_such_groups"]
+
+
+def test_thumbnails_veto_a_hash_collision_between_different_pictures(tmp_path):
+    """Two plain pictures with the same gradients (one hash) but another grey level are not
+    one product; a re-encoded copy is."""
+    dark, light = np.full((28, 28, 3), 40, np.uint8), np.full((28, 28, 3), 200, np.uint8)
+    dark[8:20, 8:20], light[8:20, 8:20] = 90, 250
+    paths = [tmp_path / "dark.png", tmp_path / "light.png", tmp_path / "dark_copy.jpg"]
+    Image.fromarray(dark).save(paths[0])
+    Image.fromarray(light).save(paths[1])
+    Image.fromarray(dark).save(paths[2], quality=90)
+    hashes, thumbs = nd.image_signatures(paths, cache_dir=tmp_path / "cache")
+    assert hashes[0] == hashes[1] == hashes[2] and thumbs.shape == (3, nd.THUMB_SIDE ** 2)
+    assert nd.near_duplicate_groups(hashes, max_distance=0).tolist() == [0, 0, 0]
+    assert nd.near_duplicate_groups(hashes, max_distance=0, thumbnails=thumbs).tolist() == [0, 1, 0]
+    again = nd.image_signatures(paths, cache_dir=tmp_path / "cache")  # from the cache
+    assert (again[0] == hashes).all() and (again[1] == thumbs).all()
+    with pytest.raises(ValueError, match="max_difference=300"):
+        nd.near_duplicate_groups(hashes, thumbnails=thumbs, max_difference=300)
 
 
 def test_the_hash_cache_serves_unchanged_files_and_rehashes_changed_ones(tmp_path, monkeypatch):

@@ -199,3 +199,26 @@ def test_the_published_executed_notebooks_are_every_step_with_outputs_and_no_err
         outputs = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
         assert outputs, f"{path.name} has no outputs"
         assert not [o for o in outputs if o.get("output_type") == "error"], path.name
+
+
+def test_the_near_duplicate_and_diversify_sentences_read_05s_metrics():
+    from fashion_utils import report
+
+    level = {"articleType": {"precision@5": 0.92, "pairwise similarity@5": 0.95}}
+    rec = {"relevance_levels": {"articleType": ["articleType"]}, "metrics": ["precision@5"],
+           "k": 5,
+           "near_duplicates": {"items": 70_000, "groups_of_two_or_more": 440,
+                               "items_in_such_groups": 1_344, "largest_group": 58,
+                               "collapse": {"source": "finetuned", "max_distance": 4,
+                                            "max_difference": 4.0,
+                                            "whole catalog": {"plain": level, "collapsed": level},
+                                            "held out": {"plain": level, "collapsed": level}}},
+           "diversify": {"source": "finetuned", "trade_off": 0.7,
+                         "whole catalog": {"plain": level, "MMR 0.7": level},
+                         "held out": {"plain": level, "MMR 0.7": level}}}
+    text = report._duplicates_text(rec)
+    assert "at most 4 of 64 bits apart, thumbnails within 4 grey levels" in text
+    assert "440 groups holding 1,344 of 70,000 images, the largest 58" in text
+    diversify = report._diversify_text(rec)
+    assert "trade-off 0.7" in diversify and "precision@5 0.920 → 0.920" in diversify
+    assert report._duplicates_text({}) == report._diversify_text({}) == ""
