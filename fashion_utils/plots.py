@@ -338,7 +338,8 @@ def class_balance_chart(catalog: pd.DataFrame, sample: pd.DataFrame, *, target: 
     before = train.loc[~train["augmented"].astype(bool), target].astype(str).value_counts()
     after = train[target].astype(str).value_counts()
     long = pd.concat([pd.DataFrame({"class": before.index, "images": before.values, "stage": "before augmentation"}),
-                      pd.DataFrame({"class": after.index, "images": after.values, "stage": "after augmentation"})])
+                      pd.DataFrame({"class": after.index, "images": after.values, "stage": "after augmentation"})],
+                     ignore_index=True)  # seaborn needs a unique index
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.4 * len(order) + 1.8))
     counts = catalog[target].astype(str).value_counts()
     sns.barplot(x=counts.values, y=counts.index, ax=axes[0], color="#4C72B0", order=order)

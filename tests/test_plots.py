@@ -83,6 +83,19 @@ def test_class_balance_chart_shows_the_catalog_and_the_training_side():
     plt.close(fig)
 
 
+def test_class_balance_chart_of_more_classes_than_it_draws():
+    """30 classes, 20 drawn: the real sample's articleType failed here ("cannot reindex on an
+    axis with duplicate labels") before the two stages' table got one index."""
+    names = [f"c{i:02d}" for i in range(30)]
+    catalog = pd.DataFrame({"articleType": np.repeat(names, np.arange(31, 1, -1))})
+    train = catalog.groupby("articleType").head(3).assign(split="train", augmented=False)
+    extra = train.head(10).assign(augmented=True)
+    fig = plots.class_balance_chart(catalog, pd.concat([train, extra]), target="articleType")
+    right = fig.axes[1]
+    assert len(right.get_yticklabels()) == plots.MAX_CLASSES and "30" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
 def test_save_fig_writes_atomically_and_refuses_odd_names(tmp_path):
     paths = config.Paths(data_dir=tmp_path / "d", root=tmp_path).ensure()
     fig, ax = plt.subplots()
