@@ -6,10 +6,11 @@ embeddings cut a saved end-to-end model (notebook 04) at its last hidden Dense l
 """
 
 from __future__ import annotations
+import functools
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from fashion_utils import features, models
@@ -266,6 +267,12 @@ def embed_image_files(paths: Sequence[str | os.PathLike], *, model: Any, image_s
     vectors = features.predict_image_files(model, paths, image_size=image_size,
                                            batch_size=batch_size)
     return l2_normalize(vectors)
+
+
+def file_embedder(*, model: Any, image_size: int) -> Callable[[Sequence[str]], np.ndarray]:
+    """:func:`embed_image_files` bound to one model and input size: the callable the explorer's
+    upload embeds a photo with (``explorer.RecommendationExplorer(embed_files=...)``)."""
+    return functools.partial(embed_image_files, model=model, image_size=image_size)
 
 
 def query_image(index: SimilarityIndex, path: str | os.PathLike, *, model: Any, image_size: int,
