@@ -111,6 +111,11 @@ def timing_table(record: Mapping[str, Any]) -> str:
     load = record["load_average"]["start"]
     mode = ("quick mode" if record.get("quick")
             else f"budget {record['budget_minutes']:g} minutes")
+    machine = record.get("provenance", {}).get("machine", {})
+    cpu = machine.get("cpu") or {}
+    where = (f" Machine: {machine.get('cpu_count')} × {cpu.get('model') or 'unknown CPU'}, "
+             f"widest vector instructions {cpu.get('vector_isa') or 'unknown'}."
+             if cpu else "")
     return (markdown_table(["notebook", "target", "seconds", "minutes"], rows, digits=1)
             + f"\n{mode.capitalize()}; wall {record['wall_seconds'] / 60:.1f} minutes; load "
-            f"average before the run {load[0]:.2f} (1 min) / {load[1]:.2f} (5 min).\n")
+            f"average before the run {load[0]:.2f} (1 min) / {load[1]:.2f} (5 min).{where}\n")

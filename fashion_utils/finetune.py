@@ -28,6 +28,8 @@ import numpy as np
 import keras
 
 from fashion_utils import config
+from fashion_utils.config import Paths, named_for_target
+from fashion_utils.evaluation import read_metrics
 from fashion_utils.backbones import load_backbone
 from fashion_utils.checks import one_of, positive_float, positive_int
 from fashion_utils.features import decode_image_tensor, predict_image_files
@@ -36,7 +38,7 @@ from fashion_utils.models import (build_classifier_head, build_end_to_end_model,
 from fashion_utils.sampling import make_augmenter
 
 __all__ = ["FineTuneResult", "backbone_blocks", "choose_on_validation", "fine_tune",
-           "labelled_image_dataset", "seed_style_epoch_vs_cached", "set_backbone_trainable"]
+           "labelled_image_dataset", "plan_fine_tune", "planning_probe", "probe_summary", "seed_style_epoch_vs_cached", "set_backbone_trainable"]
 
 SCHEDULES = ("cosine", "constant")
 _BLOCK_PATTERN = re.compile(r"^(block\d+[a-z]?|conv\d+_block\d+|conv\d+|stem|top)(?:_|$)")
@@ -353,8 +355,8 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
                           settings=settings, trainable=trainable)
 
 
-#: Image sides the fine-tune plan chooses from, smallest first.
-PLAN_SIZES = (64, 96, 128)
+#: Image sides the fine-tune plan chooses from, smallest first (Lite0's own side is 224).
+PLAN_SIZES = (64, 96, 128, 160, 192)
 #: The most epochs the plan gives a fine-tune (more rarely pays on a pretrained backbone).
 PLAN_MAX_EPOCHS = 10
 
@@ -392,6 +394,43 @@ def plan_fine_tune(*, n_train: int, n_val: int, seconds_per_image: float, probe_
     if fitting:
         return fitting[-1], max_epochs
     return sizes[0], max(1, min(max_epochs, int(cap / per_epoch[sizes[0]])))
+
+
+#: The probe whose speed plans the fine-tune: the recipe's own settings.
+PLAN_PROBE = "all blocks, float32"
+
+
+def probe_summary(result: FineTuneResult) -> dict[str, Any]:
+    """A fine-tuning probe's record: its two epochs' seconds (the second has nothing left to
+    trace: the speed), its validation accuracy, and what a plan needs to reuse its speed."""
+    return {"first_epoch_s": result.epoch_seconds[0], "second_epoch_s": result.epoch_seconds[-1],
+            "val_accuracy": result.best_val_accuracy, "images": result.settings["train_images"],
+            "trainable_params": result.trainable["trainable_params"],
+            "backbone": result.settings["backbone"], "image_size": result.settings["image_size"]}
+
+
+def planning_probe(probes: Mapping[str, Mapping[str, Any]], *, backbone: str,
+                   paths: Paths | None = None) -> dict[str, Any] | None:
+    """The probe speed a fine-tune plan (:func:`plan_fine_tune`) is made from.
+
+    This run's :data:`PLAN_PROBE` when it ran; else, with ``paths``, the one notebook 04 recorded
+    for the catalog's default target (the study's second target skips the probes:
+    ``budget.study_plan``), if it probed the same backbone. A probe's seconds per image cover
+    training and validating it.
+
+    Returns:
+        ``{"s_per_image", "probe_size", "source"}``, or ``None`` when no such probe exists.
+    """
+    probe, source = probes.get(PLAN_PROBE), "this run's probe"
+    if probe is None and paths is not None:
+        name = named_for_target("04_tuning")
+        if (paths.metrics / f"{name}.json").exists():
+            probe, source = read_metrics(name, paths=paths).get("probes", {}).get(PLAN_PROBE), \
+                f"the probe of {name}"
+    if not probe or probe.get("backbone") != backbone or "image_size" not in probe:
+        return None
+    return {"s_per_image": probe["second_epoch_s"] / probe["images"],
+            "probe_size": int(probe["image_size"]), "source": source}
 
 
 def choose_on_validation(results: Mapping[str, FineTuneResult], *, val_paths: Sequence[str],

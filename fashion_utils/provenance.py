@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from fashion_utils import config
 
-__all__ = ["PACKAGES", "collect", "git_state"]
+__all__ = ["PACKAGES", "collect", "cpu", "git_state"]
 
 #: The libraries whose versions a result depends on (those installed are recorded).
 PACKAGES: tuple[str, ...] = ("tensorflow", "tensorflow-cpu", "keras", "keras-tuner", "numpy",
@@ -50,6 +50,28 @@ def git_state(root: os.PathLike | str = config.PROJ_ROOT) -> dict[str, Any]:
             "dirty_excludes": list(RUN_OUTPUTS)}
 
 
+#: Vector instruction sets that decide how fast TensorFlow runs on a CPU, widest first.
+VECTOR_ISAS: tuple[str, ...] = ("avx512_bf16", "avx512f", "avx2", "avx")
+
+
+def cpu(cpuinfo: os.PathLike | str = "/proc/cpuinfo") -> dict[str, Any]:
+    """The CPU's model name and widest vector instruction set (``None`` where unknown):
+    TensorFlow's speed, and so every timing and time-capped result, depends on both."""
+    model, flags = None, set()
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model is None:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    widest = next((isa for isa in VECTOR_ISAS if isa in flags), None)
+    return {"model": model, "vector_isa": widest}
+
+
 def _gpus() -> list[str] | None:
     """The GPUs TensorFlow sees, if this process already imported it (never imports it)."""
     tf = sys.modules.get("tensorflow")
@@ -72,7 +94,7 @@ def collect(*, parameters: Mapping[str, Any] | None = None,
         "parameters": dict(parameters or {}),
         "seconds": seconds,
         "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu_count": os.cpu_count(), "gpus": _gpus(),
+        "machine": {"cpu_count": os.cpu_count(), "cpu": cpu(), "gpus": _gpus(),
                     "platform": platform.platform(), "python": platform.python_version()},
         "versions": versions,
     }

@@ -1,10 +1,13 @@
-"""Fine-tuning helpers that need no training: the plan that fits a fine-tune to its time cap."""
+"""Fine-tuning helpers that need no training: the plan that fits a fine-tune to its time cap,
+and the probe it is planned from."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from fashion_utils import finetune
+from fashion_utils import config, evaluation, finetune
 
 
 def test_the_plan_fills_the_time_cap_with_pixels_then_epochs():
@@ -15,9 +18,12 @@ def test_the_plan_fills_the_time_cap_with_pixels_then_epochs():
     # the real sample: 10 epochs fit at 96 px, not at 128
     assert plan(n_train=2_118, n_val=236, seconds_per_image=0.0073, probe_size=64,
                 max_seconds=600) == (96, 10)
+    # ... and 160 px when the probe is twice as fast
+    assert plan(n_train=2_118, n_val=236, seconds_per_image=0.00354, probe_size=64,
+                max_seconds=600) == (160, 10)
     # a tiny catalog gets the largest side; a huge one still gets one epoch
     assert plan(n_train=100, n_val=10, seconds_per_image=0.01, probe_size=64,
-                max_seconds=600) == (128, 10)
+                max_seconds=600) == (finetune.PLAN_SIZES[-1], 10)
     assert plan(n_train=10**6, n_val=0, seconds_per_image=0.01, probe_size=64,
                 max_seconds=60) == (64, 1)
     # property: whatever it picks fits the cap (or is the one epoch that always runs)
@@ -37,3 +43,42 @@ def test_a_bad_plan_input_is_named(bad, match):
     options = dict(n_train=10, n_val=1, seconds_per_image=0.01, probe_size=64, max_seconds=60)
     with pytest.raises(ValueError, match=match):
         finetune.plan_fine_tune(**{**options, **bad})
+
+
+def _probe_result(*, seconds=(9.0, 2.5), images=500, backbone="efficientnet_lite0", size=64):
+    settings = {"train_images": images, "backbone": backbone, "image_size": size}
+    return finetune.FineTuneResult(model=None, model_path=Path("probe.keras"), history={},
+                                   epoch_seconds=list(seconds), seconds=sum(seconds),
+                                   best_val_accuracy=0.75, settings=settings,
+                                   trainable={"trainable_params": 1234})
+
+
+def test_a_probe_summary_holds_what_a_plan_reuses():
+    summary = finetune.probe_summary(_probe_result())
+    assert summary == {"first_epoch_s": 9.0, "second_epoch_s": 2.5, "val_accuracy": 0.75,
+                       "images": 500, "trainable_params": 1234,
+                       "backbone": "efficientnet_lite0", "image_size": 64}
+
+
+def test_the_plan_reuses_the_first_targets_probe(tmp_path):
+    paths = config.Paths(data_dir=tmp_path / "catalog", root=tmp_path).ensure()
+    lite = "efficientnet_lite0"
+    own = {finetune.PLAN_PROBE: finetune.probe_summary(_probe_result(size=96))}
+    # this run's probe wins, with or without paths
+    for where in (None, paths):
+        speed = finetune.planning_probe(own, backbone=lite, paths=where)
+        assert speed == {"s_per_image": 2.5 / 500, "probe_size": 96, "source": "this run's probe"}
+    # no probe here and nothing recorded: no plan
+    assert finetune.planning_probe({}, backbone=lite, paths=paths) is None
+    # the first target's 04 recorded one: the second target (no probes) plans from it
+    first = {finetune.PLAN_PROBE: finetune.probe_summary(_probe_result(seconds=(8.0, 3.0)))}
+    evaluation.write_metrics("04_tuning", {"probes": first}, paths=paths)
+    speed = finetune.planning_probe({}, backbone=lite, paths=paths)
+    assert speed == {"s_per_image": 3.0 / 500, "probe_size": 64,
+                     "source": "the probe of 04_tuning"}
+    assert finetune.planning_probe({}, backbone=lite, paths=None) is None
+    # another backbone's speed, or a record without the probe's side, plans nothing
+    assert finetune.planning_probe({}, backbone="mobilenet_v3_small", paths=paths) is None
+    old = {k: v for k, v in first[finetune.PLAN_PROBE].items() if k != "image_size"}
+    evaluation.write_metrics("04_tuning", {"probes": {finetune.PLAN_PROBE: old}}, paths=paths)
+    assert finetune.planning_probe({}, backbone=lite, paths=paths) is None

@@ -6,6 +6,8 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from fashion_utils import config, provenance
 
 
@@ -40,7 +42,19 @@ def test_collect_records_parameters_time_machine_and_versions():
     assert record["parameters"] == {"TARGET": "label", "EPOCHS": 3}
     assert record["seconds"] == 12.5
     assert record["machine"]["cpu_count"] == os.cpu_count()
+    assert record["machine"]["cpu"] == provenance.cpu()
     assert record["machine"]["gpus"] is None or isinstance(record["machine"]["gpus"], list)
     assert {"numpy", "pandas", "keras"} <= set(record["versions"])
     assert set(record["versions"]) <= set(provenance.PACKAGES)
     assert record["git"] == provenance.git_state(config.PROJ_ROOT)
+
+
+@pytest.mark.parametrize("flags, widest", [("fpu sse2 avx avx2 avx512f avx512_bf16", "avx512_bf16"),
+                                           ("fpu sse2 avx avx2 fma", "avx2"),
+                                           ("fpu sse2", None)])
+def test_the_cpu_record_names_the_model_and_widest_vector_isa(tmp_path, flags, widest):
+    info = tmp_path / "cpuinfo"
+    core = f"processor\t: {{n}}\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n\n"
+    info.write_text(core.format(n=0) + core.format(n=1))
+    assert provenance.cpu(info) == {"model": "AMD EPYC", "vector_isa": widest}
+    assert provenance.cpu(tmp_path / "missing") == {"model": None, "vector_isa": None}

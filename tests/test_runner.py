@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -95,6 +96,16 @@ def test_every_notebook_opens_the_house_way(path):
     source = _source(cells[tagged[0]])
     for name in ("DATA_DIR", "QUICK", "SEED"):
         assert f"{name} =" in source, f"{path.name}: parameter {name} missing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter_the_cell_assigns(path):
+    """A second `=` on a line (even in its comment) hides that parameter from papermill's
+    inspection, and `make PARAMS=...` would then refuse it as unknown."""
+    cell = next(c for c in _cells(path) if _is_parameters(c))
+    assigned = [t.id for node in ast.parse(_source(cell)).body if isinstance(node, ast.Assign)
+                for t in node.targets]
+    assert assigned and runner.notebook_parameters(path) == assigned
 
 
 @pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
