@@ -166,10 +166,12 @@ def test_train_scratch_cnn_learns_saves_and_predicts_like_a_user(tmp_path, make_
     result = scratch.train_scratch_cnn(
         train_paths=paths[:32], train_labels=labels[:32], val_paths=paths[32:],
         val_labels=labels[32:], class_names=NAMES, image_size=16, widths=(8, 16),
-        model_path=tmp_path / "scratch.keras", epochs=6, batch_size=8, learning_rate=0.05,
+        model_path=tmp_path / "scratch.keras", epochs=6, batch_size=8, learning_rate=0.01,
         warmup_epochs=1, verbose=0)
     assert result.model_path.is_file() and len(result.epoch_seconds) == 6
-    assert result.best_val_accuracy == 1.0  # dark against light
+    # dark against light, and still at the last epoch (at learning rate 0.05 an AVX2 CPU's
+    # BatchNorm statistics had not settled in 24 steps: validation stayed at 0.5)
+    assert result.best_val_accuracy == 1.0 and result.history["val_accuracy"][-1] == 1.0
     curve = result.curve()
     assert len(curve["minutes"]) == len(curve["val_accuracy"]) == 6
     # cumulative wall minutes of the epochs (ties possible: tiny epochs, 3 decimals)
