@@ -41,10 +41,11 @@ def test_peak_rss_of_a_child_counts_its_own_allocation():
     parent_peak = measure.peak_rss_mib()
     del parent_ballast
     assert light["light"] is True and heavy["touched_pages"] == 200 * MIB // 4096
-    # its peak holds all 200 MiB on top of what it held before (peak rounded to 0.1 MiB);
-    # a light child's peak was measured 0.1 MiB over this baseline on an AVX2 machine
-    assert heavy["peak_rss_mib"] - heavy["rss_before_mib"] >= 200 - 0.05
-    assert heavy["peak_rss_mib"] - light["peak_rss_mib"] >= 199
+    # its peak holds the 200 MiB on top of what it held before, up to the interpreter's own
+    # pages coming and going (measured: 0.06 MiB short of its baseline, 0.1 MiB short of a
+    # light child's, on an AVX2 machine; a peak that missed the allocation would be ~80 MiB)
+    assert heavy["peak_rss_mib"] - heavy["rss_before_mib"] >= 199
+    assert heavy["peak_rss_mib"] - light["peak_rss_mib"] >= 198
     assert light["peak_rss_mib"] < parent_peak - 250  # its own address space, not the parent's
 
 
