@@ -27,8 +27,7 @@ import numpy as np
 
 import keras
 
-from fashion_utils import config
-from fashion_utils.config import Paths, named_for_target
+from fashion_utils import config, provenance
 from fashion_utils.evaluation import read_metrics
 from fashion_utils.backbones import load_backbone
 from fashion_utils.checks import one_of, positive_float, positive_int
@@ -38,7 +37,8 @@ from fashion_utils.models import (build_classifier_head, build_end_to_end_model,
 from fashion_utils.sampling import make_augmenter
 
 __all__ = ["FineTuneResult", "backbone_blocks", "choose_on_validation", "fine_tune",
-           "labelled_image_dataset", "plan_fine_tune", "planning_probe", "probe_summary", "seed_style_epoch_vs_cached", "set_backbone_trainable"]
+           "labelled_image_dataset", "plan_fine_tune", "planning_probe", "probe_summary",
+           "seed_style_epoch_vs_cached", "set_backbone_trainable"]
 
 SCHEDULES = ("cosine", "constant")
 _BLOCK_PATTERN = re.compile(r"^(block\d+[a-z]?|conv\d+_block\d+|conv\d+|stem|top)(?:_|$)")
@@ -410,23 +410,25 @@ def probe_summary(result: FineTuneResult) -> dict[str, Any]:
 
 
 def planning_probe(probes: Mapping[str, Mapping[str, Any]], *, backbone: str,
-                   paths: Paths | None = None) -> dict[str, Any] | None:
+                   paths: config.Paths | None = None) -> dict[str, Any] | None:
     """The probe speed a fine-tune plan (:func:`plan_fine_tune`) is made from.
 
     This run's :data:`PLAN_PROBE` when it ran; else, with ``paths``, the one notebook 04 recorded
     for the catalog's default target (the study's second target skips the probes:
-    ``budget.study_plan``), if it probed the same backbone. A probe's seconds per image cover
-    training and validating it.
+    ``budget.study_plan``), if it probed the same backbone on this CPU (``provenance.cpu``:
+    speeds differ several-fold between CPUs). A probe's seconds per image cover training and
+    validating it.
 
     Returns:
         ``{"s_per_image", "probe_size", "source"}``, or ``None`` when no such probe exists.
     """
     probe, source = probes.get(PLAN_PROBE), "this run's probe"
-    if probe is None and paths is not None:
-        name = named_for_target("04_tuning")
-        if (paths.metrics / f"{name}.json").exists():
-            probe, source = read_metrics(name, paths=paths).get("probes", {}).get(PLAN_PROBE), \
-                f"the probe of {name}"
+    name = config.named_for_target("04_tuning")
+    if probe is None and paths is not None and (paths.metrics / f"{name}.json").exists():
+        record = read_metrics(name, paths=paths)
+        recorded_on = record.get("provenance", {}).get("machine", {}).get("cpu")
+        if recorded_on == provenance.cpu():
+            probe, source = record.get("probes", {}).get(PLAN_PROBE), f"the probe of {name}"
     if not probe or probe.get("backbone") != backbone or "image_size" not in probe:
         return None
     return {"s_per_image": probe["second_epoch_s"] / probe["images"],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fashion_utils import config, evaluation, finetune
+from fashion_utils import config, evaluation, finetune, provenance
 
 
 def test_the_plan_fills_the_time_cap_with_pixels_then_epochs():
@@ -72,7 +72,8 @@ def test_the_plan_reuses_the_first_targets_probe(tmp_path):
     assert finetune.planning_probe({}, backbone=lite, paths=paths) is None
     # the first target's 04 recorded one: the second target (no probes) plans from it
     first = {finetune.PLAN_PROBE: finetune.probe_summary(_probe_result(seconds=(8.0, 3.0)))}
-    evaluation.write_metrics("04_tuning", {"probes": first}, paths=paths)
+    here = {"machine": {"cpu": provenance.cpu()}}
+    evaluation.write_metrics("04_tuning", {"probes": first, "provenance": here}, paths=paths)
     speed = finetune.planning_probe({}, backbone=lite, paths=paths)
     assert speed == {"s_per_image": 3.0 / 500, "probe_size": 64,
                      "source": "the probe of 04_tuning"}
@@ -80,5 +81,11 @@ def test_the_plan_reuses_the_first_targets_probe(tmp_path):
     # another backbone's speed, or a record without the probe's side, plans nothing
     assert finetune.planning_probe({}, backbone="mobilenet_v3_small", paths=paths) is None
     old = {k: v for k, v in first[finetune.PLAN_PROBE].items() if k != "image_size"}
-    evaluation.write_metrics("04_tuning", {"probes": {finetune.PLAN_PROBE: old}}, paths=paths)
+    evaluation.write_metrics("04_tuning", {"probes": {finetune.PLAN_PROBE: old},
+                                           "provenance": here}, paths=paths)
     assert finetune.planning_probe({}, backbone=lite, paths=paths) is None
+    # nor does a speed measured on another CPU, or on an unrecorded one
+    elsewhere = {"machine": {"cpu": {"model": "another CPU", "vector_isa": "avx512_bf16"}}}
+    for record in ({"probes": first, "provenance": elsewhere}, {"probes": first}):
+        evaluation.write_metrics("04_tuning", record, paths=paths)
+        assert finetune.planning_probe({}, backbone=lite, paths=paths) is None

@@ -49,9 +49,9 @@ def test_collect_records_parameters_time_machine_and_versions():
     assert record["git"] == provenance.git_state(config.PROJ_ROOT)
 
 
-@pytest.mark.parametrize("flags, widest", [("fpu sse2 avx avx2 avx512f avx512_bf16", "avx512_bf16"),
-                                           ("fpu sse2 avx avx2 fma", "avx2"),
-                                           ("fpu sse2", None)])
+@pytest.mark.parametrize("flags, widest", [
+    ("fpu sse2 avx avx2 avx512f avx512_bf16", "avx512_bf16"), ("fpu sse2 avx avx2 fma", "avx2"),
+    ("fpu sse2", None)])
 def test_the_cpu_record_names_the_model_and_widest_vector_isa(tmp_path, flags, widest):
     info = tmp_path / "cpuinfo"
     core = f"processor\t: {{n}}\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n\n"
