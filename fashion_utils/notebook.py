@@ -4,10 +4,11 @@ Every notebook's ``parameters`` cell (papermill) lists its parameters. A paramet
 depends on the mode (``QUICK``) or comes from :mod:`fashion_utils.config` is ``None`` there, with a
 comment that names its default::
 
-    IMAGE_SIZE = None  # px; None: config.DEFAULT_IMAGE_SIZE (quick: config.QUICK_IMAGE_SIZE)
+    IMAGE_SIZE = None  # px; None: notebook 01's choice, 96-224 (quick: config.QUICK_IMAGE_SIZE)
 
 The setup cell then calls :func:`setup`, which replaces each ``None`` with the notebook's full or
-quick default from :data:`NOTEBOOKS`. A value the user passed (``papermill -p``,
+quick default from :data:`NOTEBOOKS`. In full mode ``IMAGE_SIZE`` is the catalog's: the side
+notebook 01 chose from its images (:func:`catalog_image_size`). A value the user passed (``papermill -p``,
 ``make notebooks PARAMS="EPOCHS=5"``) is not ``None``, so it is never touched, in either mode::
 
     from fashion_utils import evaluation, notebook, plots
@@ -221,8 +222,9 @@ def setup(notebook: str, namespace: MutableMapping[str, Any], *,
 
     Reads ``DATA_DIR``, ``QUICK`` and ``SEED`` from ``namespace`` (the notebook's ``globals()``).
     Each parameter of the notebook's table (:data:`NOTEBOOKS`) that is ``None`` or missing in
-    ``namespace`` is set there to its default for the mode; every other value, passed or
-    written in the parameters cell, is left as it is.
+    ``namespace`` is set there to its default for the mode (``IMAGE_SIZE`` in full mode: the
+    catalog's, :func:`catalog_image_size`); every other value, passed or written in the
+    parameters cell, is left as it is.
 
     Args:
         notebook: the notebook's name, a key of :data:`NOTEBOOKS` (``"04_tuning"``).
@@ -248,11 +250,24 @@ def setup(notebook: str, namespace: MutableMapping[str, Any], *,
         checks.one_of(key, namespace.get(key), allowed)
     seed = config.set_seed(namespace.get("SEED", config.SEED))
     paths = config.get_paths(namespace.get("DATA_DIR"), quick=quick)
+    if "IMAGE_SIZE" in filled and not quick:
+        namespace["IMAGE_SIZE"] = catalog_image_size(paths)
     plots.set_style()
     target = namespace.get("TARGET") if spec.target_in_name else None
     return Run(notebook=notebook, name=run_name(notebook, target=target), paths=paths,
                quick=quick, seed=seed, parameters={k: namespace[k] for k in spec.defaults},
                filled=tuple(filled), started=started, clock=clock)
+
+
+def catalog_image_size(paths: config.Paths) -> int:
+    """``IMAGE_SIZE``'s full-mode default for a catalog: the side notebook 01 chose from its
+    images (``image_size`` in its metrics, :func:`config.catalog_image_size`), or
+    :data:`config.DEFAULT_IMAGE_SIZE` where 01 has not run or predates that choice."""
+    try:
+        chosen = evaluation.read_metrics("01_eda", paths=paths).get("image_size")
+    except FileNotFoundError:
+        return config.DEFAULT_IMAGE_SIZE
+    return int(chosen) if chosen else config.DEFAULT_IMAGE_SIZE
 
 
 # ------------------------------------------------------------------ helpers the notebooks share

@@ -48,3 +48,23 @@ def test_named_for_target_adds_a_target_other_than_the_default(target, expected)
 def test_named_for_target_needs_a_name(name):
     with pytest.raises(ValueError, match=f"Received: name={name!r}"):
         config.named_for_target(name)
+
+
+@pytest.mark.parametrize("short_side, expected", [
+    (28, 96), (60, 96), (96, 96), (127, 96), (128, 128), (170, 160), (225, 224), (1800, 224),
+    (150.5, 128)])
+def test_catalog_image_size_rounds_the_images_side_down_within_96_to_224(short_side, expected):
+    assert config.catalog_image_size(short_side) == expected
+
+
+def test_catalog_image_size_is_a_multiple_of_32_within_bounds_and_grows_with_the_side():
+    sizes = [config.catalog_image_size(side) for side in range(1, 3000, 7)]
+    assert all(s % 32 == 0 and config.DEFAULT_IMAGE_SIZE <= s <= config.MAX_IMAGE_SIZE
+               for s in sizes)
+    assert sizes == sorted(sizes)
+
+
+@pytest.mark.parametrize("bad", [0, -5, float("nan"), "225", None, True])
+def test_catalog_image_size_refuses_what_is_not_a_side(bad):
+    with pytest.raises(ValueError, match="short_side must be a positive number"):
+        config.catalog_image_size(bad)

@@ -78,6 +78,40 @@ def test_quick_mode_keeps_what_the_user_passed(name, key, value, output_root):
     assert notebook.NOTEBOOKS[name].defaults[key].quick != value  # the default would differ
 
 
+def _catalog_with_01_metrics(tmp_path, **metrics):
+    """A catalog folder whose notebook 01 wrote ``metrics`` (full mode)."""
+    data_dir = tmp_path / "catalog"
+    data_dir.mkdir()
+    if metrics:
+        evaluation.write_metrics("01_eda", metrics, paths=config.get_paths(data_dir))
+    return data_dir
+
+
+@pytest.mark.parametrize("name", ["02_sampling_augmentation", "03_baseline_cnn", "04_tuning",
+                                  "05_recommendation", "06_multi_output"])
+def test_full_mode_image_size_is_the_one_notebook_01_chose_for_the_catalog(name, tmp_path,
+                                                                           output_root):
+    data_dir = _catalog_with_01_metrics(tmp_path, image_size=224, median_short_side=225.0)
+    ns = _namespace(name, quick=False, DATA_DIR=data_dir)
+    run = _setup(name, ns)
+    assert ns["IMAGE_SIZE"] == 224 and run.parameters["IMAGE_SIZE"] == 224
+    assert "IMAGE_SIZE" in run.filled
+    passed = _namespace(name, quick=False, DATA_DIR=data_dir, IMAGE_SIZE=64)
+    _setup(name, passed)
+    assert passed["IMAGE_SIZE"] == 64  # what the user passes wins
+    quick = _namespace(name, quick=True, DATA_DIR=data_dir)
+    _setup(name, quick)
+    assert quick["IMAGE_SIZE"] == config.QUICK_IMAGE_SIZE  # quick runs keep their small side
+
+
+@pytest.mark.parametrize("metrics", [{}, {"n_products": 3}])  # 01 not run; 01 from before
+def test_without_notebook_01s_choice_image_size_is_the_default(metrics, tmp_path, output_root):
+    ns = _namespace("03_baseline_cnn", quick=False,
+                    DATA_DIR=_catalog_with_01_metrics(tmp_path, **metrics))
+    _setup("03_baseline_cnn", ns)
+    assert ns["IMAGE_SIZE"] == config.DEFAULT_IMAGE_SIZE == 96
+
+
 def test_the_quick_table_holds_the_former_overrides():
     """The values the setup cells used to force in quick mode are now the quick defaults."""
     quick = {name: {k: d.quick for k, d in spec.defaults.items()}
