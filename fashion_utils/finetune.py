@@ -1,4 +1,4 @@
-"""Fine-tuning the backbone under the tuned head, and the cost of the original training style.
+"""Fine-tuning the backbone under the tuned head, and choosing the end-to-end model to keep.
 
 - :func:`fine_tune` puts a trained head on the backbone (``models.build_end_to_end_model``,
   so the saved ``.keras`` file carries its class names and works with
@@ -8,9 +8,10 @@
   images streamed from their files with ``tf.data``, the augmentation pipeline of notebook 02
   (``sampling.make_augmenter``), a lower learning rate with a warm-up + cosine schedule, early
   stopping on validation, an optional wall-clock budget and optional ``mixed_bfloat16``.
-- :func:`seed_style_epoch_vs_cached` times one training epoch the original way (frozen
-  backbone inside the trained model: every image goes through it every epoch) against one
-  epoch of the same head on cached features.
+- :func:`frozen_backbone_candidate` saves the tuned head on the frozen backbone end to end,
+  and :func:`choose_on_validation` keeps whichever saved model predicts validation best.
+- :func:`plan_fine_tune` fits the fine-tune's image side and epochs to its time cap from a
+  probe's speed (:func:`planning_probe`).
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ from fashion_utils.evaluation import read_metrics
 from fashion_utils.backbones import load_backbone
 from fashion_utils.checks import one_of, positive_float, positive_int
 from fashion_utils.features import decode_image_tensor, predict_image_files
-from fashion_utils.models import (build_classifier_head, build_end_to_end_model, compile_classifier,
-                                  model_image_size, save_end_to_end_model)
+from fashion_utils.models import build_end_to_end_model, model_image_size, save_end_to_end_model
 from fashion_utils.sampling import make_augmenter
 
 __all__ = ["FineTuneResult", "backbone_blocks", "choose_on_validation", "fine_tune",
-           "labelled_image_dataset", "plan_fine_tune", "planning_probe", "probe_summary",
-           "seed_style_epoch_vs_cached", "set_backbone_trainable"]
+           "frozen_backbone_candidate", "labelled_image_dataset", "plan_fine_tune",
+           "planning_probe", "probe_summary", "set_backbone_trainable"]
 
 SCHEDULES = ("cosine", "constant")
 _BLOCK_PATTERN = re.compile(r"^(block\d+[a-z]?|conv\d+_block\d+|conv\d+|stem|top)(?:_|$)")
@@ -193,9 +193,11 @@ class FineTuneResult:
                 "val_accuracy": list(self.history.get("val_accuracy", []))[:len(minutes)]}
 
     def summary(self) -> dict[str, Any]:
-        """One JSON-able row: settings, epochs, seconds, best validation accuracy."""
+        """One JSON-able row: settings, epochs, seconds, best validation accuracy (a candidate
+        that trained no epoch on images, ``settings["epochs"] == 0``, ran none)."""
         median = round(float(np.median(self.epoch_seconds)), 1) if self.epoch_seconds else None
-        return {**self.settings, "epochs_run": len(self.epoch_seconds),
+        epochs_run = 0 if self.settings.get("epochs") == 0 else len(self.epoch_seconds)
+        return {**self.settings, "epochs_run": epochs_run,
                 "seconds": round(self.seconds, 1), "seconds_per_epoch": median,
                 "best_val_accuracy": self.best_val_accuracy,
                 "trainable_params": self.trainable.get("trainable_params"),
@@ -235,6 +237,19 @@ def _learning_rate(schedule: str, learning_rate: float, *, total_steps: int, war
             alpha=0.01, warmup_target=learning_rate, warmup_steps=warmup_steps)
     return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps),
                                                   alpha=0.01)
+
+
+def _check_head_fits(head: keras.Model, class_names: Sequence[str]) -> None:
+    if head.output_shape[-1] != len(class_names):
+        raise ValueError(f"The head has {head.output_shape[-1]} outputs but {len(class_names)} class "
+                         f"names were given. Received: class_names={list(class_names)!r}")
+
+
+def _copy_of(head: keras.Model) -> keras.Model:
+    """A trained head's copy, weights included: the caller's head stays as it was."""
+    copy = keras.models.clone_model(head)
+    copy.set_weights(head.get_weights())
+    return copy
 
 
 def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[str],
@@ -291,9 +306,7 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
     if max_seconds is not None:
         max_seconds = positive_float("max_seconds", max_seconds)
     one_of("schedule", schedule, SCHEDULES)
-    if head.output_shape[-1] != len(class_names):
-        raise ValueError(f"The head has {head.output_shape[-1]} outputs but {len(class_names)} class "
-                         f"names were given. Received: class_names={list(class_names)!r}")
+    _check_head_fits(head, class_names)
     model_path = Path(model_path)
     if model_path.suffix != ".keras":
         raise ValueError(f"model_path must end with .keras. Received: model_path={str(model_path)!r}")
@@ -307,8 +320,7 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
         backbone = load_backbone(backbone_name, image_size=image_size, weights=weights)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    head_copy = keras.models.clone_model(head)
-    head_copy.set_weights(head.get_weights())
+    head_copy = _copy_of(head)
     model = build_end_to_end_model(backbone, head_copy, class_names=class_names,
                                    image_size=image_size, name=f"{backbone_name}_finetuned")
     trainable = set_backbone_trainable(backbone, unfreeze=unfreeze)
@@ -353,6 +365,51 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
                           epoch_seconds=[round(s, 2) for s in timer.seconds], seconds=seconds,
                           best_val_accuracy=max(hist.get("val_accuracy", [float("nan")])),
                           settings=settings, trainable=trainable)
+
+
+def frozen_backbone_candidate(head: keras.Model, *, backbone_name: str, class_names: Sequence[str],
+                              image_size: int, model_path: str | os.PathLike, val_accuracy: float,
+                              seconds: float, train_images: int, val_images: int,
+                              weights: str | None = "imagenet") -> FineTuneResult:
+    """The trained head on the frozen backbone at the cached features' side, saved end to end:
+    the candidate that trains nothing on images, for validation to weigh against the recipes.
+
+    Fine-tuning on 2 CPU cores affords a smaller side (64-192 px) than a real catalog's cached
+    features (224 px): the detail lost can cost more than training the backbone gains, and then
+    this model is the one to keep.
+
+    Args:
+        head: the head trained on the cached features (copied, not changed).
+        backbone_name, image_size, weights: the backbone the features came from.
+        class_names: one per head output; stored in the saved model.
+        model_path: the ``.keras`` file to write (atomically).
+        val_accuracy: the head's accuracy on the cached validation features.
+        seconds: what the model cost: extracting the features and training the head.
+        train_images, val_images: the images the head was trained and validated on.
+
+    Returns:
+        A :class:`FineTuneResult` with no epochs on images; its curve is one point.
+    """
+    val_accuracy = positive_float("val_accuracy", val_accuracy, allow_zero=True)
+    if val_accuracy > 1:
+        raise ValueError(f"val_accuracy must be at most 1. Received: val_accuracy={val_accuracy!r}")
+    seconds = positive_float("seconds", seconds)
+    train_images, val_images = (positive_int("train_images", train_images),
+                                positive_int("val_images", val_images))
+    _check_head_fits(head, class_names)
+    head_copy = _copy_of(head)
+    backbone = load_backbone(backbone_name, image_size=image_size, weights=weights)
+    model = build_end_to_end_model(backbone, head_copy, class_names=class_names,
+                                   image_size=image_size, name=f"{backbone_name}_frozen")
+    model_path = save_end_to_end_model(model, model_path)
+    settings = {"recipe": "frozen backbone", "backbone": backbone_name,
+                "image_size": int(image_size), "epochs": 0, "train_images": train_images,
+                "val_images": val_images}
+    return FineTuneResult(model=model, model_path=model_path,
+                          history={"val_accuracy": [val_accuracy]},
+                          epoch_seconds=[round(seconds, 2)], seconds=seconds,
+                          best_val_accuracy=val_accuracy, settings=settings,
+                          trainable={"trainable_params": 0})
 
 
 #: Image sides the fine-tune plan chooses from, smallest first (Lite0's own side is 224).
@@ -455,95 +512,3 @@ def choose_on_validation(results: Mapping[str, FineTuneResult], *, val_paths: Se
                                     image_size=model_image_size(result.model), batch_size=256)
         scores[name] = float(np.mean(probs.argmax(axis=1) == labels))
     return {"scores": scores, "chosen": max(scores, key=scores.get), "val_images": len(labels)}
-
-
-# ---------------------------------------------------------------------------------- original-style cost
-
-
-def seed_style_epoch_vs_cached(image_paths: Sequence[str], labels: Sequence[int],
-                               features: np.ndarray, *, num_classes: int, backbone_name: str,
-                               image_size: int, val_paths: Sequence[str] | None = None,
-                               val_features: np.ndarray | None = None,
-                               val_labels: Sequence[int] | None = None,
-                               units: Sequence[int] = (50, 20), batch_size: int = 32,
-                               learning_rate: float = 1e-3, weights: str | None = "imagenet",
-                               seed: int = config.SEED) -> dict[str, Any]:
-    """Time one training epoch the original way against one epoch on cached features.
-
-    Seed-style: ``image → frozen backbone → head`` trained as one model, images streamed from
-    their files through the backbone every epoch. Cached: the same head (same architecture,
-    same initial weights) trained on ``features`` (the backbone's output for the same images,
-    e.g. from ``features.extract_features``). Each side first trains on one or two batches
-    untimed, so tracing is not counted; then one full epoch is timed. Use a subset of a few
-    thousand images: the ratio hardly depends on the count.
-
-    Args:
-        image_paths, labels: the training images and their integer labels.
-        features: ``(len(image_paths), D)`` cached features of those images, in order.
-        num_classes: number of classes.
-        backbone_name, image_size, weights: the backbone (as for feature extraction).
-        val_paths, val_features, val_labels: optional validation side: both models are scored
-            on it after their epoch (not timed).
-        units: hidden layers of the head (the original: 50, 20).
-        batch_size, learning_rate: the original's Adam settings.
-        seed: weights and shuffling seed.
-
-    Returns:
-        ``{"seed_style_s", "cached_s", "ratio", "images", "image_size", "batch_size",
-        "seed_style_val_accuracy", "cached_val_accuracy"}`` (accuracies ``None`` without a
-        validation side).
-    """
-    features = np.asarray(features, dtype=np.float32)
-    labels = np.asarray(labels, dtype=np.int64)
-    if not (len(image_paths) == len(labels) == len(features)) or not len(labels):
-        raise ValueError(f"image_paths, labels and features must be non-empty and of equal length. "
-                         f"Received: {len(image_paths)}, {len(labels)} and {len(features)}")
-    has_val = val_paths is not None
-    if has_val and (val_features is None or val_labels is None
-                    or not len(val_paths) == len(val_labels) == len(val_features)):
-        raise ValueError("val_paths, val_features and val_labels go together, of equal length.")
-    batch_size = positive_int("batch_size", batch_size)
-
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(seed)
-    backbone = load_backbone(backbone_name, image_size=image_size, weights=weights)
-    if backbone.output_shape[-1] != features.shape[1]:
-        raise ValueError(f"The backbone gives {backbone.output_shape[-1]} features but the cached "
-                         f"features have {features.shape[1]}.")
-    backbone.trainable = False
-    head_cached = build_classifier_head(features.shape[1], num_classes, units=units, name="head_cached")
-    head_seed = build_classifier_head(features.shape[1], num_classes, units=units, name="head_seed")
-    head_seed.set_weights(head_cached.get_weights())
-    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
-    seed_model = keras.Model(inputs, head_seed(backbone(inputs)), name="seed_style_classifier")
-    compile_classifier(seed_model, learning_rate=learning_rate)
-    compile_classifier(head_cached, learning_rate=learning_rate)
-
-    # Warm-up (untimed): a full and, if the epoch ends with one, a partial batch, so that the
-    # timed epoch traces nothing new.
-    warm = min(len(labels), batch_size + len(labels) % batch_size)
-    images = labelled_image_dataset(image_paths, labels, image_size=image_size,
-                                    batch_size=batch_size, shuffle=True, seed=seed)
-    seed_model.fit(labelled_image_dataset(image_paths[:warm], labels[:warm], image_size=image_size,
-                                          batch_size=batch_size), epochs=1, shuffle=False, verbose=0)
-    start = time.perf_counter()
-    seed_model.fit(images, epochs=1, shuffle=False, verbose=0)
-    seed_s = time.perf_counter() - start
-
-    head_cached.fit(features[:warm], labels[:warm], batch_size=batch_size, epochs=1, shuffle=False,
-                    verbose=0)
-    start = time.perf_counter()
-    head_cached.fit(features, labels, batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
-    cached_s = time.perf_counter() - start
-
-    seed_acc = cached_acc = None
-    if has_val:
-        val_labels = np.asarray(val_labels, dtype=np.int64)
-        seed_pred = predict_image_files(seed_model, val_paths, image_size=image_size).argmax(axis=1)
-        seed_acc = float(np.mean(seed_pred == val_labels))
-        cached_pred = head_cached.predict(np.asarray(val_features, np.float32), verbose=0).argmax(axis=1)
-        cached_acc = float(np.mean(cached_pred == val_labels))
-    return {"seed_style_s": round(seed_s, 3), "cached_s": round(cached_s, 4),
-            "ratio": round(seed_s / max(cached_s, 1e-9), 1), "images": int(len(labels)),
-            "image_size": int(image_size), "batch_size": batch_size, "backbone": backbone_name,
-            "seed_style_val_accuracy": seed_acc, "cached_val_accuracy": cached_acc}

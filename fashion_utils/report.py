@@ -104,14 +104,20 @@ def _tuning_text(tuning: Mapping[str, Any]) -> str:
     return text
 
 
+def _epochs_text(recipe: Mapping[str, Any]) -> str:
+    """How a recipe trained: its epochs on images, or none (the head on the frozen backbone)."""
+    if recipe.get("epochs") == 0:
+        return "none on images: 03's feature extraction and the head's training"
+    cut = ", cut by its time cap" if recipe.get("stopped_for_time") else ""
+    return f"{recipe['epochs_run']} epochs{cut}"
+
+
 def _recipes_text(ft: Mapping[str, Any]) -> str:
     """The end-to-end recipes 04 trained, their validation accuracy and minutes, the choice and
     the check of the saved file."""
     scores = ft["choice"]["scores"]
-    each = "; ".join(
-        f"{name} {scores[name]:.4f} after {r['seconds'] / 60:.1f} training minutes "
-        f"({r['epochs_run']} epochs{', cut by its time cap' if r.get('stopped_for_time') else ''})"
-        for name, r in ft["recipes"].items())
+    each = "; ".join(f"{name} {scores[name]:.4f} after {r['seconds'] / 60:.1f} training minutes "
+                     f"({_epochs_text(r)})" for name, r in ft["recipes"].items())
     check = ft["user_check"]
     agree = "the same" if check["correct_from_file"] == check["correct_in_notebook"] else "NOT the same"
     return (f"End-to-end recipes on {ft['train_images']:,} training images, validation accuracy of "

@@ -1,10 +1,12 @@
 """Fine-tuning helpers that need no training: the plan that fits a fine-tune to its time cap,
-and the probe it is planned from."""
+the probe it is planned from, and the frozen-backbone candidate validation weighs against it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
 
 from fashion_utils import config, evaluation, finetune, provenance
@@ -89,3 +91,50 @@ def test_the_plan_reuses_the_first_targets_probe(tmp_path):
     for record in ({"probes": first, "provenance": elsewhere}, {"probes": first}):
         evaluation.write_metrics("04_tuning", record, paths=paths)
         assert finetune.planning_probe({}, backbone=lite, paths=paths) is None
+
+
+@pytest.mark.slow  # builds the Lite0 architecture (random weights): ~5-10 s
+def test_the_frozen_backbone_candidate_predicts_from_files_what_its_head_predicts_on_features(
+        tmp_path, make_image):
+    from fashion_utils import features, models
+    from fashion_utils.backbones import feature_dim
+
+    names = ["dark", "light", "mid"]
+    paths = [str(make_image(tmp_path / f"{i}.png", size=(40, 30), seed=i)) for i in range(5)]
+    head = models.build_classifier_head(feature_dim("efficientnet_lite0"), len(names))
+    before = [w.copy() for w in head.get_weights()]
+    result = finetune.frozen_backbone_candidate(
+        head, backbone_name="efficientnet_lite0", class_names=names, image_size=32,
+        model_path=tmp_path / "frozen.keras", val_accuracy=0.75, seconds=90.0,
+        train_images=40, val_images=5, weights=None)
+
+    loaded = models.load_end_to_end_model(result.model_path)
+    backbone = next(layer for layer in loaded.layers if isinstance(layer, keras.Model))
+    feats = features.predict_image_files(backbone, paths, image_size=32)
+    expected = head.predict(feats, verbose=0)
+    table = models.predict_images(result.model_path, paths)
+    np.testing.assert_allclose(table[names].to_numpy(dtype=float), expected, atol=1e-5)
+    assert models.class_names_of(loaded) == names and models.model_image_size(loaded) == 32
+    assert all(np.array_equal(a, b) for a, b in zip(before, head.get_weights()))
+    assert not any(w.trainable for w in backbone.weights)
+
+    summary = result.summary()
+    assert summary["recipe"] == "frozen backbone" and summary["epochs_run"] == 0
+    assert summary["trainable_params"] == 0 and summary["best_val_accuracy"] == 0.75
+    assert result.curve() == {"minutes": [1.5], "val_accuracy": [0.75]}
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"val_accuracy": 1.5}, "val_accuracy=1.5"), ({"val_accuracy": -0.1}, "val_accuracy=-0.1"),
+    ({"seconds": 0}, "seconds=0"), ({"train_images": 0}, "train_images=0"),
+    ({"class_names": ["a", "b"]}, "3 outputs but 2 class names")])
+def test_a_bad_frozen_candidate_input_is_named(bad, match, tmp_path):
+    from fashion_utils import models
+
+    options = dict(backbone_name="efficientnet_lite0", class_names=["a", "b", "c"], image_size=32,
+                   model_path=tmp_path / "frozen.keras", val_accuracy=0.5, seconds=1.0,
+                   train_images=4, val_images=2, weights=None)
+    with pytest.raises(ValueError, match=match):
+        finetune.frozen_backbone_candidate(models.build_classifier_head(1280, 3),
+                                           **{**options, **bad})
+    assert not (tmp_path / "frozen.keras").exists()

@@ -121,22 +121,29 @@ def test_the_test_side_is_read_once_per_reported_model(quick_run):
 
 
 def test_04_trains_both_recipes_chooses_on_validation_and_checks_the_saved_file(quick_run):
-    """Each target's 04 trains the fine-tune and the scratch CNN, draws the accuracy-vs-minutes
-    curve, saves the recipe with the best validation accuracy as finetuned_<TARGET>.keras, and
-    the file read back by predict_images gives the notebook's count on the test side."""
+    """Each target's 04 trains the fine-tune and the scratch CNN, weighs them against the best
+    head on the frozen backbone, draws the accuracy-vs-minutes curve, saves the candidate with
+    the best validation accuracy as finetuned_<TARGET>.keras, and the file read back by
+    predict_images gives the notebook's count on the test side."""
     root, _, _ = quick_run
     metrics_dir = _metrics_dir(root)
     for target in (config.DEFAULT_TARGET, config.SECOND_TARGET):
         name = config.named_for_target("04_tuning", target=target)
         ft = json.loads((metrics_dir / f"{name}.json").read_text())["fine_tune"]
         scores = ft["choice"]["scores"]
-        assert len(scores) == 2 and set(scores) == set(ft["recipes"])
+        assert len(scores) == 3 and set(scores) == set(ft["recipes"])
         assert any(n.startswith("scratch CNN @ 28px") for n in scores), scores
         assert ft["chosen_recipe"] == max(scores, key=scores.get)
         assert all(0 <= v <= 1 for v in scores.values())
-        for recipe in ft["recipes"].values():
+        frozen = [n for n, r in ft["recipes"].items() if r["recipe"] == "frozen backbone"]
+        assert len(frozen) == 1 and ft["recipes"][frozen[0]]["epochs_run"] == 0
+        # from the files it predicts what its head predicted on the cached features
+        assert scores[frozen[0]] == pytest.approx(ft["recipes"][frozen[0]]["best_val_accuracy"],
+                                                  abs=1 / ft["choice"]["val_images"])
+        for recipe_name, recipe in ft["recipes"].items():
             curve = recipe["curve"]
-            assert len(curve["minutes"]) == len(curve["val_accuracy"]) == recipe["epochs_run"] >= 1
+            epochs = 1 if recipe_name in frozen else recipe["epochs_run"]  # the frozen: a point
+            assert len(curve["minutes"]) == len(curve["val_accuracy"]) == epochs >= 1
         check = ft["user_check"]
         assert check["correct_from_file"] == check["correct_in_notebook"] <= check["images"]
         assert check["images"] == ft["n_test"]
@@ -220,7 +227,7 @@ def test_each_notebook_writes_what_it_must_with_values_in_range(quick_run):
             assert (figures / f"{named('04_tuning')}_{suffix}.png").is_file(), suffix
         assert (models / f"finetuned_{target}.keras").is_file()
         assert sorted(p.name for p in (models / "recipes").glob(f"*_{target}.keras")) == [
-            f"finetune_{target}.keras", f"scratch_{target}.keras"]
+            f"finetune_{target}.keras", f"frozen_{target}.keras", f"scratch_{target}.keras"]
     rec = read("05_recommendation")
     saved = read(config.named_for_target("04_tuning", target=config.SECOND_TARGET))
     assert "finetuned" in rec["sources"]  # 04 saved a model: 05 must have embedded with it
