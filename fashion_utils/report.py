@@ -107,7 +107,8 @@ def _tuning_text(tuning: Mapping[str, Any]) -> str:
 def _epochs_text(recipe: Mapping[str, Any]) -> str:
     """How a recipe trained: its epochs on images, or none (the head on the frozen backbone)."""
     if recipe.get("epochs") == 0:
-        return "none on images: 03's feature extraction and the head's training"
+        rows = f" on {recipe['train_images']:,} feature rows" if "train_images" in recipe else ""
+        return f"none on images: 03's feature extraction and the head's training{rows}"
     cut = ", cut by its time cap" if recipe.get("stopped_for_time") else ""
     return f"{recipe['epochs_run']} epochs{cut}"
 
@@ -118,10 +119,13 @@ def _recipes_text(ft: Mapping[str, Any]) -> str:
     scores = ft["choice"]["scores"]
     each = "; ".join(f"{name} {scores[name]:.4f} after {r['seconds'] / 60:.1f} training minutes "
                      f"({_epochs_text(r)})" for name, r in ft["recipes"].items())
+    on_images = [r["train_images"] for r in ft["recipes"].values()
+                 if r.get("epochs") != 0 and "train_images" in r]
     check = ft["user_check"]
     agree = "the same" if check["correct_from_file"] == check["correct_in_notebook"] else "NOT the same"
-    return (f"End-to-end recipes on {ft['train_images']:,} training images, validation accuracy of "
-            f"each saved model on {ft['choice']['val_images']:,} validation images: {each}. "
+    return (f"End-to-end recipes on {(on_images or [ft['train_images']])[0]:,} training images, "
+            f"validation accuracy of each saved model on {ft['choice']['val_images']:,} "
+            f"validation images: {each}. "
             f"Chosen on validation: {ft['chosen_recipe']}. Its saved `.keras` file, read back by "
             f"`predict_images`, classifies {check['correct_from_file']:,} of {check['images']:,} "
             f"test images correctly, {agree} count as in the notebook.")

@@ -117,15 +117,16 @@ def test_the_end_to_end_recipes_their_minutes_choice_and_file_check_are_reported
     _metrics(paths)
     tuning = evaluation.read_metrics("04_tuning", paths=paths)
     tuning["fine_tune"] = {
-        "train_images": 5400, "chosen_recipe": "scratch CNN @ 28px",
+        "train_images": 3000, "chosen_recipe": "scratch CNN @ 28px",
         "choice": {"scores": {"fine-tuned lite @ 64px": 0.9087, "scratch CNN @ 28px": 0.9312,
                               "frozen lite @ 96px + best head": 0.9001},
                    "chosen": "scratch CNN @ 28px", "val_images": 3000},
-        "recipes": {"fine-tuned lite @ 64px": {"seconds": 251.0, "epochs_run": 1, "epochs": 2},
+        "recipes": {"fine-tuned lite @ 64px": {"seconds": 251.0, "epochs_run": 1, "epochs": 2,
+                                               "train_images": 5400},
                     "scratch CNN @ 28px": {"seconds": 723.0, "epochs_run": 6, "epochs": 40,
-                                           "stopped_for_time": True},
+                                           "stopped_for_time": True, "train_images": 5400},
                     "frozen lite @ 96px + best head": {"seconds": 150.0, "epochs_run": 0,
-                                                       "epochs": 0}},
+                                                       "epochs": 0, "train_images": 3000}},
         "user_check": {"images": 41, "correct_from_file": 39, "correct_in_notebook": 38}}
     evaluation.write_metrics("04_tuning", tuning, paths=paths)
     block = report.study_block(paths)
@@ -134,7 +135,7 @@ def test_the_end_to_end_recipes_their_minutes_choice_and_file_check_are_reported
             "minutes (1 epochs); scratch CNN @ 28px 0.9312 after 12.1 training minutes "
             "(6 epochs, cut by its time cap); frozen lite @ 96px + best head 0.9001 after 2.5 "
             "training minutes (none on images: 03's feature extraction and the head's "
-            "training). Chosen on validation: scratch CNN @ 28px.") in block
+            "training on 3,000 feature rows). Chosen on validation: scratch CNN @ 28px.") in block
     assert "classifies 39 of 41 test images correctly, NOT the same count as in the" in block
 
 
