@@ -450,13 +450,37 @@ def extract_features(catalog: pd.DataFrame, backbone_name: str, *, image_size: i
         ``(ids, features)`` in the catalog's row order; features are float32 ``(N, D)``.
     """
     columns_present(catalog, ["id", "image_path"], "catalog")
-
-    key = backbone_name if weights == "imagenet" else f"{backbone_name}-{weights}"
     return extract_embeddings(
         catalog["id"].astype(str).tolist(), catalog["image_path"].astype(str).tolist(),
         model_factory=lambda: load_backbone(backbone_name, image_size=image_size, weights=weights),
-        model_key=key, image_size=image_size, cache_dir=cache_dir, batch_size=batch_size,
-        chunk_size=chunk_size, letterbox=letterbox, progress=progress)
+        model_key=_backbone_key(backbone_name, weights), image_size=image_size,
+        cache_dir=cache_dir, batch_size=batch_size, chunk_size=chunk_size, letterbox=letterbox,
+        progress=progress)
+
+
+def _backbone_key(backbone_name: str, weights: str | None) -> str:
+    return backbone_name if weights == "imagenet" else f"{backbone_name}-{weights}"
+
+
+def extraction_seconds(catalog: pd.DataFrame, backbone_name: str, *, image_size: int,
+                       cache_dir: str | os.PathLike, letterbox: bool = False,
+                       weights: str | None = "imagenet") -> float:
+    """The seconds :func:`extract_features` spent computing this catalog's finished cache (its
+    ``meta.json``; an interrupted extraction counts its last run): the cost of a model that
+    reuses the features, set against one trained on images.
+
+    Raises:
+        FileNotFoundError: no finished cache for this catalog, backbone and size.
+        ValueError: the cache recorded no time.
+    """
+    columns_present(catalog, ["id"], "catalog")
+    key = cache_key(_backbone_key(backbone_name, weights), image_size,
+                    catalog["id"].astype(str).tolist(), letterbox=letterbox)
+    cache = open_feature_cache(Path(cache_dir) / key)
+    if "seconds" not in cache.meta:
+        raise ValueError(f"The feature cache {cache.folder} recorded no extraction time "
+                         f"(meta: {cache.meta!r})")
+    return float(cache.meta["seconds"])
 
 
 def align_features(ids: Sequence[str], feature_ids: np.ndarray, features: np.ndarray) -> np.ndarray:

@@ -108,7 +108,7 @@ def _epochs_text(recipe: Mapping[str, Any]) -> str:
     """How a recipe trained: its epochs on images, or none (the head on the frozen backbone)."""
     if recipe.get("epochs") == 0:
         rows = f" on {recipe['train_images']:,} feature rows" if "train_images" in recipe else ""
-        return f"none on images: 03's feature extraction and the head's training{rows}"
+        return f"none on images: the cached features' extraction and the head's training{rows}"
     cut = ", cut by its time cap" if recipe.get("stopped_for_time") else ""
     return f"{recipe['epochs_run']} epochs{cut}"
 
@@ -157,7 +157,7 @@ def _retrieval_text(rec: Mapping[str, Any]) -> str:
     strict = (f"strict = same {' + '.join(levels['strict'])}" if "strict" in levels
               else f"no strict level: the catalog has no {', '.join(skipped.get('strict', []))}")
     model = Path(rec.get("finetuned_model") or "").name or "none"
-    return (f"**Retrieval** (05; fine-tuned model: `{model}`; {rec['n_queries']:,} test-side "
+    return (f"**Retrieval** (05; 04's chosen model: `{model}`; {rec['n_queries']:,} test-side "
             f"queries; whole catalog = every other product, held out = the other test-side "
             f"products; {strict}). {_choice(rec)}{_duplicates_text(rec)}"
             f"{_diversify_text(rec)}\n")

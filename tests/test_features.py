@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -243,3 +246,21 @@ def test_dct_scaled_decode_matches_full_decode(tmp_path):
 
     pil_fast = read_image_rgb(path, size=96).astype(np.float32)
     assert np.abs(pil_fast - full).mean() < 3.0
+
+
+def test_extraction_seconds_reads_what_the_finished_cache_recorded(tmp_path, make_image):
+    catalog = pd.DataFrame({"id": [1, 2, 3], "image_path": [
+        str(make_image(tmp_path / f"{i}.png", seed=i)) for i in range(3)]})
+    options = dict(image_size=32, cache_dir=tmp_path / "cache", weights=None)
+    with pytest.raises(FileNotFoundError, match="No finished feature cache"):
+        features.extraction_seconds(catalog, "efficientnet_lite0", **options)
+    features.extract_features(catalog, "efficientnet_lite0", progress=False, **options)
+    (cache,) = features.find_feature_caches(tmp_path / "cache")
+    seconds = features.extraction_seconds(catalog, "efficientnet_lite0", **options)
+    assert seconds == cache.meta["seconds"] > 0
+    with pytest.raises(FileNotFoundError):  # another size, another cache: none
+        features.extraction_seconds(catalog, "efficientnet_lite0", **{**options, "image_size": 64})
+    meta = cache.folder / features.META_FILE
+    meta.write_text(json.dumps({k: v for k, v in cache.meta.items() if k != "seconds"}))
+    with pytest.raises(ValueError, match="recorded no extraction time"):
+        features.extraction_seconds(catalog, "efficientnet_lite0", **options)

@@ -134,7 +134,7 @@ def test_the_end_to_end_recipes_their_minutes_choice_and_file_check_are_reported
             "model on 3,000 validation images: fine-tuned lite @ 64px 0.9087 after 4.2 training "
             "minutes (1 epochs); scratch CNN @ 28px 0.9312 after 12.1 training minutes "
             "(6 epochs, cut by its time cap); frozen lite @ 96px + best head 0.9001 after 2.5 "
-            "training minutes (none on images: 03's feature extraction and the head's "
+            "training minutes (none on images: the cached features' extraction and the head's "
             "training on 3,000 feature rows). Chosen on validation: scratch CNN @ 28px.") in block
     assert "classifies 39 of 41 test images correctly, NOT the same count as in the" in block
 
