@@ -9,13 +9,15 @@
   (``sampling.make_augmenter``), a lower learning rate with a warm-up + cosine schedule, early
   stopping on validation, an optional wall-clock budget and optional ``mixed_bfloat16``.
 - :func:`frozen_backbone_candidate` saves the tuned head on the frozen backbone end to end,
-  and :func:`choose_on_validation` keeps whichever saved model predicts validation best.
+  and :func:`choose_on_validation` keeps whichever saved model predicts validation best; once
+  chosen, :func:`refit_frozen_candidate` swaps in its head retrained on train + validation.
 - :func:`plan_fine_tune` fits the fine-tune's image side and epochs to its time cap from a
   probe's speed (:func:`planning_probe`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -33,12 +35,13 @@ from fashion_utils.evaluation import read_metrics
 from fashion_utils.backbones import load_backbone
 from fashion_utils.checks import one_of, positive_float, positive_int
 from fashion_utils.features import decode_image_tensor, predict_image_files
-from fashion_utils.models import build_end_to_end_model, model_image_size, save_end_to_end_model
+from fashion_utils.models import (build_end_to_end_model, class_names_of, model_image_size,
+                                  save_end_to_end_model)
 from fashion_utils.sampling import make_augmenter
 
 __all__ = ["FineTuneResult", "backbone_blocks", "choose_on_validation", "fine_tune",
            "frozen_backbone_candidate", "labelled_image_dataset", "plan_fine_tune",
-           "planning_probe", "probe_summary", "set_backbone_trainable"]
+           "planning_probe", "probe_summary", "refit_frozen_candidate", "set_backbone_trainable"]
 
 SCHEDULES = ("cosine", "constant")
 _BLOCK_PATTERN = re.compile(r"^(block\d+[a-z]?|conv\d+_block\d+|conv\d+|stem|top)(?:_|$)")
@@ -410,6 +413,40 @@ def frozen_backbone_candidate(head: keras.Model, *, backbone_name: str, class_na
                           epoch_seconds=[round(seconds, 2)], seconds=seconds,
                           best_val_accuracy=val_accuracy, settings=settings,
                           trainable={"trainable_params": 0})
+
+
+def refit_frozen_candidate(candidate: FineTuneResult, head: keras.Model, *,
+                           model_path: str | os.PathLike, refit_images: int) -> FineTuneResult:
+    """The chosen frozen candidate with its head retrained on train + validation, saved end to
+    end (the final evaluation of notebook 04 retrains every searched head the same way).
+
+    Validation chose the candidate with its head trained on the training side alone; the
+    result keeps that head's validation accuracy and curve (what the choice saw) and records
+    ``settings["refit_images"]``. The backbone is the candidate's own (same weights, frozen).
+
+    Args:
+        candidate: what :func:`frozen_backbone_candidate` returned.
+        head: the same configuration retrained on train + validation
+            (``tuning.retrain_best``); copied, not changed.
+        model_path: the ``.keras`` file to write (atomically).
+        refit_images: the feature rows the head was retrained on.
+
+    Returns:
+        A :class:`FineTuneResult` like ``candidate`` with the refit model and its file.
+    """
+    if candidate.settings.get("recipe") != "frozen backbone":
+        raise ValueError(f"Only a frozen-backbone candidate is refit on its head. Received: "
+                         f"recipe={candidate.settings.get('recipe')!r}")
+    refit_images = positive_int("refit_images", refit_images)
+    class_names = class_names_of(candidate.model)
+    _check_head_fits(head, class_names)
+    backbone = next(layer for layer in candidate.model.layers if isinstance(layer, keras.Model))
+    size = int(candidate.settings["image_size"])
+    model = build_end_to_end_model(backbone, _copy_of(head), class_names=class_names,
+                                   image_size=size, name=candidate.model.name)
+    return dataclasses.replace(candidate, model=model,
+                               model_path=save_end_to_end_model(model, model_path),
+                               settings={**candidate.settings, "refit_images": refit_images})
 
 
 #: Image sides the fine-tune plan chooses from, smallest first (Lite0's own side is 224).

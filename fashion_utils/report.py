@@ -113,6 +113,13 @@ def _epochs_text(recipe: Mapping[str, Any]) -> str:
     return f"{recipe['epochs_run']} epochs{cut}"
 
 
+def _refit_text(ft: Mapping[str, Any]) -> str:
+    """The frozen head, once chosen, retrained on train + validation before it was saved."""
+    rows = ft.get("refit_images")
+    return (f", its head then retrained on {rows:,} train + validation feature rows and saved"
+            if rows else "")
+
+
 def _recipes_text(ft: Mapping[str, Any]) -> str:
     """The end-to-end recipes 04 trained, their validation accuracy and minutes, the choice and
     the check of the saved file."""
@@ -126,7 +133,8 @@ def _recipes_text(ft: Mapping[str, Any]) -> str:
     return (f"End-to-end recipes on {(on_images or [ft['train_images']])[0]:,} training images, "
             f"validation accuracy of each saved model on {ft['choice']['val_images']:,} "
             f"validation images: {each}. "
-            f"Chosen on validation: {ft['chosen_recipe']}. Its saved `.keras` file, read back by "
+            f"Chosen on validation: {ft['chosen_recipe']}{_refit_text(ft)}. Its saved `.keras` "
+            f"file, read back by "
             f"`predict_images`, classifies {check['correct_from_file']:,} of {check['images']:,} "
             f"test images correctly, {agree} count as in the notebook.")
 

@@ -3,6 +3,7 @@ the probe it is planned from, and the frozen-backbone candidate validation weigh
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -123,6 +124,60 @@ def test_the_frozen_backbone_candidate_predicts_from_files_what_its_head_predict
     assert summary["trainable_params"] == 0 and summary["best_val_accuracy"] == 0.75
     assert result.curve() == {"minutes": [1.5], "val_accuracy": [0.75]}
 
+
+@pytest.mark.slow  # builds the Lite0 architecture (random weights): ~5-10 s
+def test_the_refit_candidate_keeps_the_backbone_and_predicts_with_the_refit_head(
+        tmp_path, make_image):
+    from fashion_utils import features, models
+    from fashion_utils.backbones import feature_dim
+
+    names = ["dark", "light", "mid"]
+    paths = [str(make_image(tmp_path / f"{i}.png", size=(40, 30), seed=i)) for i in range(5)]
+    dim = feature_dim("efficientnet_lite0")
+    keras.utils.set_random_seed(1)
+    head, refit_head = (models.build_classifier_head(dim, len(names)) for _ in range(2))
+    rng = np.random.default_rng(0)  # "retrained": weights unlike the candidate head's
+    refit_head.set_weights([rng.normal(size=w.shape).astype("float32")
+                            for w in refit_head.get_weights()])
+    candidate = finetune.frozen_backbone_candidate(
+        head, backbone_name="efficientnet_lite0", class_names=names, image_size=32,
+        model_path=tmp_path / "frozen.keras", val_accuracy=0.75, seconds=90.0,
+        train_images=40, val_images=5, weights=None)
+    before = [w.copy() for w in refit_head.get_weights()]
+    refit = finetune.refit_frozen_candidate(candidate, refit_head,
+                                            model_path=tmp_path / "refit.keras", refit_images=45)
+
+    loaded = models.load_end_to_end_model(refit.model_path)
+    backbone = next(layer for layer in loaded.layers if isinstance(layer, keras.Model))
+    feats = features.predict_image_files(backbone, paths, image_size=32)
+    table = models.predict_images(refit.model_path, paths)
+    np.testing.assert_allclose(table[names].to_numpy(dtype=float),
+                               refit_head.predict(feats, verbose=0), atol=1e-5)
+    # the candidate's backbone, unchanged; another head's predictions
+    original = models.predict_images(candidate.model_path, paths)[names].to_numpy(dtype=float)
+    np.testing.assert_allclose(original, head.predict(feats, verbose=0), atol=1e-5)
+    assert not np.allclose(original, table[names].to_numpy(dtype=float), atol=1e-3)
+    assert all(np.array_equal(a, b) for a, b in zip(before, refit_head.get_weights()))
+    assert models.class_names_of(loaded) == names and models.model_image_size(loaded) == 32
+    # what validation saw stays the candidate's; the refit is recorded
+    summary = refit.summary()
+    assert summary["refit_images"] == 45 and summary["train_images"] == 40
+    assert summary["best_val_accuracy"] == 0.75 and summary["epochs_run"] == 0
+    assert summary["model_path"] == str(tmp_path / "refit.keras")
+    assert refit.curve() == candidate.curve()
+    assert candidate.model_path == tmp_path / "frozen.keras"  # the candidate is untouched
+
+    with pytest.raises(ValueError, match="refit_images=0"):
+        finetune.refit_frozen_candidate(candidate, refit_head, model_path=tmp_path / "x.keras",
+                                        refit_images=0)
+    with pytest.raises(ValueError, match="3 outputs but 2 class names|2 outputs but 3 class"):
+        finetune.refit_frozen_candidate(candidate, models.build_classifier_head(dim, 2),
+                                        model_path=tmp_path / "x.keras", refit_images=45)
+    fine_tuned = dataclasses.replace(candidate, settings={"recipe": "fine-tune"})
+    with pytest.raises(ValueError, match="recipe='fine-tune'"):
+        finetune.refit_frozen_candidate(fine_tuned, refit_head, model_path=tmp_path / "x.keras",
+                                        refit_images=45)
+    assert not (tmp_path / "x.keras").exists()
 
 @pytest.mark.parametrize("bad, match", [
     ({"val_accuracy": 1.5}, "val_accuracy=1.5"), ({"val_accuracy": -0.1}, "val_accuracy=-0.1"),

@@ -137,6 +137,12 @@ def test_the_end_to_end_recipes_their_minutes_choice_and_file_check_are_reported
             "training minutes (none on images: the cached features' extraction and the head's "
             "training on 3,000 feature rows). Chosen on validation: scratch CNN @ 28px.") in block
     assert "classifies 39 of 41 test images correctly, NOT the same count as in the" in block
+    # the frozen head chosen and refit on train + validation before it was saved
+    tuning["fine_tune"].update(chosen_recipe="frozen lite @ 96px + best head", refit_images=6000)
+    evaluation.write_metrics("04_tuning", tuning, paths=paths)
+    assert ("Chosen on validation: frozen lite @ 96px + best head, its head then retrained on "
+            "6,000 train + validation feature rows and saved. Its saved `.keras` file"
+            ) in report.study_block(paths)
 
 
 def test_update_readme_writes_each_catalogs_readme_and_check_writes_nothing(tmp_path,
