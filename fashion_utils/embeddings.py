@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 import numpy as np
@@ -128,6 +129,11 @@ def find_finetuned_model(models_dir: str | os.PathLike, *, target: str) -> Path 
 
 def load_embedding_model(model_path: str | os.PathLike, *, layer_name: str | None = None) -> Any:
     """Load a saved ``.keras`` classifier and cut it at its embedding layer."""
+    return embedding_model(_load_model(model_path), layer_name=layer_name)
+
+
+def _load_model(model_path: str | os.PathLike) -> Any:
+    """A saved ``.keras`` model, uncut, with the package's custom layers registered."""
     import keras
 
     for module in ("fashion_utils.backbones", "fashion_utils.models", "fashion_utils.multioutput"):
@@ -138,8 +144,49 @@ def load_embedding_model(model_path: str | os.PathLike, *, layer_name: str | Non
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {path}")
-    model = keras.models.load_model(path, compile=False)
-    return embedding_model(model, layer_name=layer_name)
+    return keras.models.load_model(path, compile=False)
+
+
+#: Images the shortcut of :func:`_from_cached_features` is checked on against the whole model.
+CHECK_IMAGES = 8
+
+
+def _from_cached_features(catalog: pd.DataFrame, path: Path, *, cache_dir: str | os.PathLike,
+                          image_size: int | None, layer_name: str | None,
+                          batch_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A frozen-backbone model's embeddings without running its backbone again: the head's
+    embedding layer on the backbone's finished feature cache at the model's side, checked
+    against the whole model on :data:`CHECK_IMAGES` files. ``None`` (the caller runs the
+    model on every image) for any other model, no finished cache, or a failed check."""
+    model = _load_model(path)
+    backbone_name = models.frozen_backbone_name(model)
+    if backbone_name is None:
+        return None
+    size = models.model_image_size(model)
+    if image_size not in (None, size):
+        return None
+    try:
+        features.extraction_seconds(catalog, backbone_name, image_size=size, cache_dir=cache_dir)
+    except FileNotFoundError:
+        return None
+    except ValueError:  # a finished cache that did not record its time
+        pass
+    head = [layer for layer in model.layers if hasattr(layer, "layers")][-1]
+    try:
+        head_embedding = embedding_model(head, layer_name=layer_name)
+    except ValueError:  # the layer asked for is not in the head
+        return None
+    ids, feats = features.extract_features(catalog, backbone_name, image_size=size,
+                                           cache_dir=cache_dir, progress=False)
+    vectors = l2_normalize(head_embedding.predict(feats, batch_size=batch_size, verbose=0))
+    some = catalog["image_path"].astype(str).tolist()[:CHECK_IMAGES]
+    whole = l2_normalize(features.predict_image_files(
+        embedding_model(model, layer_name=layer_name), some, image_size=size))
+    if not np.allclose(whole, vectors[:len(some)], atol=1e-4):
+        warnings.warn(f"{path.name}: its head on the cached {backbone_name} features does not "
+                      f"reproduce the model on {len(some)} images; embedding every image instead")
+        return None
+    return ids, vectors
 
 
 def finetuned_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *,
@@ -149,7 +196,9 @@ def finetuned_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *
     """L2-normalised penultimate-layer embeddings of a fine-tuned model, cached on disk.
 
     The cache key holds a digest of the model file, so a retrained model is never served
-    stale vectors.
+    stale vectors. A model whose backbone was never trained (``<backbone>_frozen``, notebook
+    04's frozen candidate) reuses the backbone's finished feature cache instead: only its head
+    runs, checked against the whole model on a few images.
 
     Args:
         catalog: a table with ``id`` and ``image_path``.
@@ -167,6 +216,10 @@ def finetuned_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {path}")
+    reused = _from_cached_features(catalog, path, cache_dir=cache_dir, image_size=image_size,
+                                   layer_name=layer_name, batch_size=batch_size)
+    if reused is not None:
+        return reused
     holder: dict[str, Any] = {}
 
     def factory() -> Any:

@@ -35,13 +35,14 @@ from fashion_utils.evaluation import read_metrics
 from fashion_utils.backbones import load_backbone
 from fashion_utils.checks import one_of, positive_float, positive_int
 from fashion_utils.features import decode_image_tensor, predict_image_files
-from fashion_utils.models import (build_end_to_end_model, class_names_of, model_image_size,
-                                  save_end_to_end_model)
+from fashion_utils.models import (FROZEN_SUFFIX, build_end_to_end_model, class_names_of,
+                                  model_image_size, save_end_to_end_model)
 from fashion_utils.sampling import make_augmenter
 
 __all__ = ["FineTuneResult", "backbone_blocks", "choose_on_validation", "fine_tune",
            "frozen_backbone_candidate", "labelled_image_dataset", "plan_fine_tune",
-           "planning_probe", "probe_summary", "refit_frozen_candidate", "set_backbone_trainable"]
+           "planning_probe", "probe_summary", "refit_frozen_candidate", "set_backbone_trainable",
+           "train_only_model"]
 
 SCHEDULES = ("cosine", "constant")
 _BLOCK_PATTERN = re.compile(r"^(block\d+[a-z]?|conv\d+_block\d+|conv\d+|stem|top)(?:_|$)")
@@ -403,7 +404,8 @@ def frozen_backbone_candidate(head: keras.Model, *, backbone_name: str, class_na
     head_copy = _copy_of(head)
     backbone = load_backbone(backbone_name, image_size=image_size, weights=weights)
     model = build_end_to_end_model(backbone, head_copy, class_names=class_names,
-                                   image_size=image_size, name=f"{backbone_name}_frozen")
+                                   image_size=image_size,
+                                   name=f"{backbone_name}{FROZEN_SUFFIX}")
     model_path = save_end_to_end_model(model, model_path)
     settings = {"recipe": "frozen backbone", "backbone": backbone_name,
                 "image_size": int(image_size), "epochs": 0, "train_images": train_images,
@@ -447,6 +449,30 @@ def refit_frozen_candidate(candidate: FineTuneResult, head: keras.Model, *,
     return dataclasses.replace(candidate, model=model,
                                model_path=save_end_to_end_model(model, model_path),
                                settings={**candidate.settings, "refit_images": refit_images})
+
+
+def train_only_model(model_path: str | os.PathLike, *, paths: config.Paths) -> Path | None:
+    """The file validation chose ``finetuned_<target>.keras`` as, when notebook 04 then refit
+    its head on train + validation (its metrics say so): what a later choice on validation
+    must judge instead, since the refit model was trained on validation. ``None`` otherwise.
+
+    Raises:
+        FileNotFoundError: 04 recorded a refit but the train-only file is gone.
+    """
+    model_path = Path(model_path)
+    target = model_path.stem.removeprefix("finetuned_")
+    try:
+        ft = read_metrics(config.named_for_target("04_tuning", target=target),
+                          paths=paths).get("fine_tune") or {}
+    except FileNotFoundError:
+        return None
+    if not ft.get("refit_images") or Path(ft["saved_model"]).resolve() != model_path.resolve():
+        return None
+    chosen = Path(ft["recipes"][ft["chosen_recipe"]]["model_path"])
+    if not chosen.is_file():
+        raise FileNotFoundError(f"04 refit {model_path.name} on train + validation, but the "
+                                f"model validation chose is gone: no file at {chosen}")
+    return chosen
 
 
 #: Image sides the fine-tune plan chooses from, smallest first (Lite0's own side is 224).

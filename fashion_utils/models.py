@@ -21,6 +21,7 @@ import pandas as pd
 
 from fashion_utils import config
 from fashion_utils.atomic import atomic_path
+from fashion_utils.backbones import BACKBONE_NAMES
 from fashion_utils.checks import one_of, positive_float, positive_int, positive_ints, rate
 from fashion_utils import features
 from fashion_utils.features import predict_image_files
@@ -207,6 +208,18 @@ def build_end_to_end_model(backbone: keras.Model, head: keras.Model, *, class_na
     x = head(x)
     outputs = ClassNames(class_names, name="class_names")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+#: Suffix of an end-to-end model's name whose backbone was never trained on images
+#: (``finetune.frozen_backbone_candidate``): its backbone's output is the feature cache.
+FROZEN_SUFFIX = "_frozen"
+
+
+def frozen_backbone_name(model: keras.Model) -> str | None:
+    """The backbone of an end-to-end model built on the frozen, untrained backbone (named
+    ``<backbone>_frozen``), or ``None`` for any other model."""
+    name = model.name.removesuffix(FROZEN_SUFFIX)
+    return name if model.name.endswith(FROZEN_SUFFIX) and name in BACKBONE_NAMES else None
 
 
 def class_names_of(model: keras.Model) -> list[str]:

@@ -5,6 +5,7 @@ spaces and accents)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,9 +18,10 @@ BUILDERS = {"folder": build_folder_catalog, "csv": build_csv_catalog}
 MAX_NOTEBOOK_BYTES = 3 * 2**20
 #: Passed to every notebook of both studies: a few augmented copies per class, one trial per
 #: search (what differs between catalog kinds is labels and ids, not the search); the CSV study
-#: also skips fine-tuning (the folder study and tests/test_notebooks.py run it).
+#: also skips the recipes trained on images (the folder study and tests/test_notebooks.py run
+#: them): its 04 keeps the head on the frozen backbone, refit on train + validation.
 TRIMMED = {"TARGET": "label", "AUGMENT_TO": 12, "MAX_TRIALS": 1, "ORIGINAL_TRIALS": 1}
-PASSED = {"folder": TRIMMED, "csv": {**TRIMMED, "FINE_TUNE": False}}
+PASSED = {"folder": TRIMMED, "csv": {**TRIMMED, "FINE_TUNE": False, "SCRATCH": False}}
 
 
 # --------------------------------------------------------------------------- the label columns
@@ -100,3 +102,28 @@ def test_augmented_copies_are_flat_safe_files_named_after_their_ids(study):
     files = sorted(folder.glob("*.png"))
     assert len(files) == len(copies) and not [p for p in folder.iterdir() if p.is_dir()]
     assert {image_files.stem_to_id(p.stem) for p in files} == set(copies["id"])
+
+
+@pytest.mark.notebooks
+def test_the_frozen_head_alone_is_kept_refit_and_05_judges_its_train_only_model(study):
+    """The CSV study trains no recipe on images: 04 keeps the frozen candidate, saves it with
+    its head retrained on train + validation (the file check agrees), and 05's choice on
+    validation embeds with the train-only model validation chose, not the refit one."""
+    paths, _ = study
+    if not paths.data_dir.parent.name.startswith("csv"):
+        pytest.skip("the folder study trains the recipes on images too")
+    tuning = json.loads((paths.metrics / "04_tuning-label.json").read_text())
+    ft = tuning["fine_tune"]
+    assert ft["recipe"] == "frozen backbone" and list(ft["choice"]["scores"]) == [
+        ft["chosen_recipe"]]
+    assert ft["refit_images"] == tuning["n_train"] + tuning["n_val"] > ft["train_images"]
+    assert ft["model_path"].endswith("frozen_label_refit.keras")
+    train_only = ft["recipes"][ft["chosen_recipe"]]["model_path"]
+    assert train_only.endswith("frozen_label.keras") and Path(train_only).is_file()
+    assert f"{ft['chosen_recipe']}, chosen on validation, head refit on train + validation" in (
+        tuning["test"])
+    check = ft["user_check"]
+    assert check["correct_from_file"] == check["correct_in_notebook"] and check["images"] > 0
+    rec = json.loads((paths.metrics / "05_recommendation.json").read_text())
+    assert rec["finetuned_model"] == ft["saved_model"]
+    assert rec["embedding_choice"]["finetuned_judged_with"] == train_only

@@ -193,3 +193,30 @@ def test_a_bad_frozen_candidate_input_is_named(bad, match, tmp_path):
         finetune.frozen_backbone_candidate(models.build_classifier_head(1280, 3),
                                            **{**options, **bad})
     assert not (tmp_path / "frozen.keras").exists()
+
+
+def test_a_later_choice_judges_the_train_only_model_when_04_refit_it(tmp_path):
+    paths = config.Paths(data_dir=tmp_path / "catalog", root=tmp_path).ensure()
+    saved = paths.models / "finetuned_articleType.keras"
+    chosen = paths.models / "recipes" / "frozen_articleType.keras"
+    for path in (saved, chosen):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"model")
+    assert finetune.train_only_model(saved, paths=paths) is None  # 04 wrote no metrics
+    ft = {"saved_model": str(saved), "chosen_recipe": "frozen",
+          "recipes": {"frozen": {"model_path": str(chosen)}}}
+    name = config.named_for_target("04_tuning", target="articleType")
+    evaluation.write_metrics(name, {"fine_tune": ft}, paths=paths)
+    assert finetune.train_only_model(saved, paths=paths) is None  # not refit
+    evaluation.write_metrics(name, {"fine_tune": {**ft, "refit_images": 3220}}, paths=paths)
+    assert finetune.train_only_model(saved, paths=paths) == chosen
+    # the metrics of another target's model, or of another file, say nothing of this one
+    other = paths.models / "finetuned_masterCategory.keras"
+    assert finetune.train_only_model(other, paths=paths) is None
+    evaluation.write_metrics(name, {"fine_tune": {**ft, "refit_images": 3220,
+                                                  "saved_model": str(other)}}, paths=paths)
+    assert finetune.train_only_model(saved, paths=paths) is None
+    evaluation.write_metrics(name, {"fine_tune": {**ft, "refit_images": 3220}}, paths=paths)
+    chosen.unlink()
+    with pytest.raises(FileNotFoundError, match="frozen_articleType.keras"):
+        finetune.train_only_model(saved, paths=paths)

@@ -359,3 +359,56 @@ def test_embedding_model_finds_the_dense_layer_inside_a_nested_head(tmp_path, im
     model.save(path)
     ids, v = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
     assert v.shape == (8, 6)  # image size read from the Resizing layer
+
+
+@pytest.mark.slow  # Lite0 at 32 px, ImageNet weights and random ones: ~20 s
+def test_a_frozen_backbone_model_embeds_from_the_backbones_feature_cache(tmp_path, image_catalog):
+    """04's frozen candidate: with the backbone's finished cache, only the head runs over the
+    catalog and gives what the whole model gives; with no cache, or a cache that is not its
+    backbone's, every image runs through the model (the latter warns)."""
+    from fashion_utils import features, finetune
+    from fashion_utils.backbones import feature_dim
+
+    lite, names = "efficientnet_lite0", ["c0", "c1", "c2", "c3"]
+    rng = np.random.default_rng(0)
+    head = models.build_classifier_head(feature_dim(lite), len(names))
+    head.set_weights([rng.normal(size=w.shape).astype("float32") for w in head.get_weights()])
+
+    def frozen(weights, folder):
+        path = folder / "finetuned_articleType.keras"
+        finetune.frozen_backbone_candidate(
+            head, backbone_name=lite, class_names=names, image_size=32, model_path=path,
+            val_accuracy=0.5, seconds=1.0, train_images=8, val_images=8, weights=weights)
+        whole = embeddings.load_embedding_model(path)
+        paths = image_catalog["image_path"].tolist()
+        return path, similarity.l2_normalize(
+            features.predict_image_files(whole, paths, image_size=32))
+
+    def dirs(cache):
+        return sorted(p.name for p in cache.iterdir() if p.is_dir())
+
+    path, expected = frozen("imagenet", tmp_path)
+    assert models.frozen_backbone_name(embeddings._load_model(path)) == lite
+    cache = tmp_path / "cache"
+    features.extract_features(image_catalog, lite, image_size=32, cache_dir=cache, progress=False)
+    before = dirs(cache)
+    ids, vectors = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=cache,
+                                                   progress=False)
+    assert dirs(cache) == before  # the model never ran over the catalog: nothing new cached
+    assert list(ids) == image_catalog["id"].tolist() and vectors.shape == (8, 20)
+    np.testing.assert_allclose(vectors, expected, atol=1e-4)
+
+    empty = tmp_path / "no_cache"  # no backbone cache: the model embeds every image
+    _, vectors = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=empty,
+                                                 progress=False)
+    np.testing.assert_allclose(vectors, expected, atol=1e-4)
+    assert len(dirs(empty)) == 1 and dirs(empty)[0].startswith("finetuned_articleType")
+
+    other = tmp_path / "random_backbone"  # named frozen Lite0, but not the cache's weights
+    other.mkdir()
+    path, expected = frozen(None, other)
+    with pytest.warns(UserWarning, match="does not reproduce the model on 8 images"):
+        _, vectors = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=cache,
+                                                     progress=False)
+    np.testing.assert_allclose(vectors, expected, atol=1e-4)
+    assert len(dirs(cache)) == len(before) + 1
