@@ -264,8 +264,13 @@ def _choice(rec: Mapping[str, Any]) -> str:
     if not choice:
         return f"The recommender uses the `{rec['embedding_source']}` embeddings."
     scores = ", ".join(f"{s} {v:.3f}" for s, v in choice["scores"].items()) or "too few to judge"
+    judged = choice.get("finetuned_judged_with")
+    stand_in = (f"; the `finetuned` source judged with `{Path(judged).name}`, the train-only "
+                f"model 04 chose before refitting its head on train + validation"
+                if judged and Path(judged).name != Path(rec.get("finetuned_model") or "").name
+                else "")
     return (f"The recommender uses the `{rec['embedding_source']}` embeddings, chosen on "
-            f"{choice['on']} ({choice['n_queries']:,} validation queries: {scores}).")
+            f"{choice['on']} ({choice['n_queries']:,} validation queries: {scores}{stand_in}).")
 
 
 def _shown(path: Path) -> str:

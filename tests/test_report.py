@@ -80,6 +80,17 @@ def test_the_study_block_shows_what_the_metrics_hold(tmp_path):
     assert "strict = same articleType + baseColour" in block
     assert ("uses the `pretrained` embeddings, chosen on validation precision@5 at articleType "
             "(12 validation queries: pretrained 0.600, finetuned 0.250)") in block
+    # 04 refit the kept head: 05 judged the train-only model in its place, and says so
+    rec = evaluation.read_metrics("05_recommendation", paths=paths)
+    rec["finetuned_model"] = "models/shop/finetuned_articleType.keras"
+    rec["embedding_choice"]["finetuned_judged_with"] = "models/shop/recipes/frozen_articleType.keras"
+    evaluation.write_metrics("05_recommendation", rec, paths=paths)
+    assert ("(12 validation queries: pretrained 0.600, finetuned 0.250; the `finetuned` source "
+            "judged with `frozen_articleType.keras`, the train-only model 04 chose before "
+            "refitting its head on train + validation)") in report.study_block(paths)
+    rec["embedding_choice"]["finetuned_judged_with"] = rec["finetuned_model"]  # not refit
+    evaluation.write_metrics("05_recommendation", rec, paths=paths)
+    assert "finetuned 0.250)" in report.study_block(paths)
     assert "| usage | 3 | 40 | 0.875 | 0.8–0.9 | 0.850 |" in block
     assert "50 rows read, 45 kept, 2 repaired" in block and "5 missing image file" in block
     assert "40 train / 5 validation / 15 test" in block
