@@ -151,42 +151,36 @@ def _load_model(model_path: str | os.PathLike) -> Any:
 CHECK_IMAGES = 8
 
 
-def _from_cached_features(catalog: pd.DataFrame, path: Path, *, cache_dir: str | os.PathLike,
-                          image_size: int | None, layer_name: str | None,
-                          batch_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _from_cached_features(catalog: pd.DataFrame, model: Any, embed: Any, *,
+                          cache_dir: str | os.PathLike, image_size: int,
+                          layer_name: str | None, batch_size: int,
+                          name: str) -> tuple[np.ndarray, np.ndarray] | None:
     """A frozen-backbone model's embeddings without running its backbone again: the head's
     embedding layer on the backbone's finished feature cache at the model's side, checked
-    against the whole model on :data:`CHECK_IMAGES` files. ``None`` (the caller runs the
-    model on every image) for any other model, no finished cache, or a failed check."""
-    model = _load_model(path)
+    against ``embed`` (the whole model, cut) on :data:`CHECK_IMAGES` files. ``None`` (the
+    caller runs ``embed`` on every image) for any other model, another side, no finished
+    cache, or a failed check."""
     backbone_name = models.frozen_backbone_name(model)
-    if backbone_name is None:
-        return None
-    size = models.model_image_size(model)
-    if image_size not in (None, size):
+    if backbone_name is None or image_size != models.model_image_size(model):
         return None
     try:
-        features.extraction_seconds(catalog, backbone_name, image_size=size, cache_dir=cache_dir)
+        cache = features.finished_feature_cache(catalog, backbone_name, image_size=image_size,
+                                                cache_dir=cache_dir)
+        head = [layer for layer in model.layers if hasattr(layer, "layers")][-1]
+        head_embedding = embedding_model(head, layer_name=layer_name)
     except FileNotFoundError:
         return None
-    except ValueError:  # a finished cache that did not record its time
-        pass
-    head = [layer for layer in model.layers if hasattr(layer, "layers")][-1]
-    try:
-        head_embedding = embedding_model(head, layer_name=layer_name)
     except ValueError:  # the layer asked for is not in the head
         return None
-    ids, feats = features.extract_features(catalog, backbone_name, image_size=size,
-                                           cache_dir=cache_dir, progress=False)
-    vectors = l2_normalize(head_embedding.predict(feats, batch_size=batch_size, verbose=0))
+    vectors = l2_normalize(head_embedding.predict(np.asarray(cache.features),
+                                                  batch_size=batch_size, verbose=0))
     some = catalog["image_path"].astype(str).tolist()[:CHECK_IMAGES]
-    whole = l2_normalize(features.predict_image_files(
-        embedding_model(model, layer_name=layer_name), some, image_size=size))
+    whole = l2_normalize(features.predict_image_files(embed, some, image_size=image_size))
     if not np.allclose(whole, vectors[:len(some)], atol=1e-4):
-        warnings.warn(f"{path.name}: its head on the cached {backbone_name} features does not "
+        warnings.warn(f"{name}: its head on the cached {backbone_name} features does not "
                       f"reproduce the model on {len(some)} images; embedding every image instead")
         return None
-    return ids, vectors
+    return cache.ids, vectors
 
 
 def finetuned_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *,
@@ -216,22 +210,19 @@ def finetuned_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {path}")
-    reused = _from_cached_features(catalog, path, cache_dir=cache_dir, image_size=image_size,
-                                   layer_name=layer_name, batch_size=batch_size)
+    model = _load_model(path)  # loaded once: for the shortcut, its check, or every image
+    embed = embedding_model(model, layer_name=layer_name)
+    if image_size is None:
+        image_size = models.model_image_size(embed)
+    reused = _from_cached_features(catalog, model, embed, cache_dir=cache_dir,
+                                   image_size=image_size, layer_name=layer_name,
+                                   batch_size=batch_size, name=path.name)
     if reused is not None:
         return reused
-    holder: dict[str, Any] = {}
-
-    def factory() -> Any:
-        holder.setdefault("model", load_embedding_model(path, layer_name=layer_name))
-        return holder["model"]
-
-    if image_size is None:
-        image_size = models.model_image_size(factory())
     key = f"{path.stem}-{_file_digest(path)}-{layer_name or 'penultimate'}"
     ids, feats = features.extract_embeddings(
         catalog["id"].astype(str).tolist(), catalog["image_path"].astype(str).tolist(),
-        model_factory=factory, model_key=key, image_size=image_size, cache_dir=cache_dir,
+        model_factory=lambda: embed, model_key=key, image_size=image_size, cache_dir=cache_dir,
         batch_size=batch_size, progress=progress)
     return ids, l2_normalize(feats)
 

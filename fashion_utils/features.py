@@ -462,6 +462,21 @@ def _backbone_key(backbone_name: str, weights: str | None) -> str:
     return backbone_name if weights == "imagenet" else f"{backbone_name}-{weights}"
 
 
+def finished_feature_cache(catalog: pd.DataFrame, backbone_name: str, *, image_size: int,
+                           cache_dir: str | os.PathLike, letterbox: bool = False,
+                           weights: str | None = "imagenet") -> FeatureCache:
+    """The finished cache :func:`extract_features` wrote for this catalog (same arguments),
+    read without extracting anything: ``ids`` and ``features`` in the catalog's row order.
+
+    Raises:
+        FileNotFoundError: no finished cache for this catalog, backbone and size.
+    """
+    columns_present(catalog, ["id"], "catalog")
+    key = cache_key(_backbone_key(backbone_name, weights), image_size,
+                    catalog["id"].astype(str).tolist(), letterbox=letterbox)
+    return open_feature_cache(Path(cache_dir) / key)
+
+
 def extraction_seconds(catalog: pd.DataFrame, backbone_name: str, *, image_size: int,
                        cache_dir: str | os.PathLike, letterbox: bool = False,
                        weights: str | None = "imagenet") -> float:
@@ -473,10 +488,8 @@ def extraction_seconds(catalog: pd.DataFrame, backbone_name: str, *, image_size:
         FileNotFoundError: no finished cache for this catalog, backbone and size.
         ValueError: the cache recorded no time.
     """
-    columns_present(catalog, ["id"], "catalog")
-    key = cache_key(_backbone_key(backbone_name, weights), image_size,
-                    catalog["id"].astype(str).tolist(), letterbox=letterbox)
-    cache = open_feature_cache(Path(cache_dir) / key)
+    cache = finished_feature_cache(catalog, backbone_name, image_size=image_size,
+                                   cache_dir=cache_dir, letterbox=letterbox, weights=weights)
     if "seconds" not in cache.meta:
         raise ValueError(f"The feature cache {cache.folder} recorded no extraction time "
                          f"(meta: {cache.meta!r})")

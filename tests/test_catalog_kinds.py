@@ -120,8 +120,9 @@ def test_the_frozen_head_alone_is_kept_refit_and_05_judges_its_train_only_model(
     assert ft["model_path"].endswith("frozen_label_refit.keras")
     train_only = ft["recipes"][ft["chosen_recipe"]]["model_path"]
     assert train_only.endswith("frozen_label.keras") and Path(train_only).is_file()
-    assert f"{ft['chosen_recipe']}, chosen on validation, head refit on train + validation" in (
-        tuning["test"])
+    kept = tuning["test"][f"{ft['chosen_recipe']}, chosen on validation, head refit on train + "
+                          f"validation"]  # the best search's head retrained: one model, from files
+    assert kept["accuracy"] == tuning["test"][tuning["best_search"]]["accuracy"]
     check = ft["user_check"]
     assert check["correct_from_file"] == check["correct_in_notebook"] and check["images"] > 0
     rec = json.loads((paths.metrics / "05_recommendation.json").read_text())

@@ -248,14 +248,24 @@ def test_dct_scaled_decode_matches_full_decode(tmp_path):
     assert np.abs(pil_fast - full).mean() < 3.0
 
 
-def test_extraction_seconds_reads_what_the_finished_cache_recorded(tmp_path, make_image):
+def test_the_finished_cache_and_its_seconds_are_read_without_extracting(tmp_path, make_image):
     catalog = pd.DataFrame({"id": [1, 2, 3], "image_path": [
         str(make_image(tmp_path / f"{i}.png", seed=i)) for i in range(3)]})
     options = dict(image_size=32, cache_dir=tmp_path / "cache", weights=None)
     with pytest.raises(FileNotFoundError, match="No finished feature cache"):
         features.extraction_seconds(catalog, "efficientnet_lite0", **options)
-    features.extract_features(catalog, "efficientnet_lite0", progress=False, **options)
+    with pytest.raises(FileNotFoundError, match="No finished feature cache"):
+        features.finished_feature_cache(catalog, "efficientnet_lite0", **options)
+    ids, feats = features.extract_features(catalog, "efficientnet_lite0", progress=False,
+                                           **options)
     (cache,) = features.find_feature_caches(tmp_path / "cache")
+    # read back without extracting: the same rows, in the catalog's order
+    read = features.finished_feature_cache(catalog, "efficientnet_lite0", **options)
+    assert read.folder == cache.folder and list(read.ids) == ["1", "2", "3"] == list(ids)
+    np.testing.assert_array_equal(read.features, feats)
+    with pytest.raises(FileNotFoundError):  # the ImageNet weights' cache: never extracted
+        features.finished_feature_cache(catalog, "efficientnet_lite0",
+                                        **{**options, "weights": "imagenet"})
     seconds = features.extraction_seconds(catalog, "efficientnet_lite0", **options)
     assert seconds == cache.meta["seconds"] > 0
     with pytest.raises(FileNotFoundError):  # another size, another cache: none
