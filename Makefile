@@ -22,7 +22,7 @@ ifeq ($(filter cpu gpu,$(TF)),)
 $(error TF must be cpu or gpu. Received: TF=$(TF))
 endif
 
-.PHONY: all help setup data study notebooks report screenshots test test-fast lab explore bench tune-distributed clean
+.PHONY: all help system setup data study notebooks report screenshots test test-fast lab explore bench tune-distributed clean
 
 ## The whole study: set up, prepare the data, run every notebook for both targets, write the report
 all: study report
@@ -31,10 +31,14 @@ all: study report
 help:
 	@awk '/^## /{doc=substr($$0,4); next} /^[a-zA-Z_-]+:/{if(doc){split($$1,t,":"); printf "  %-18s %s\n", t[1], doc}; doc=""}' $(MAKEFILE_LIST)
 
-## Create .venv and install the package with the notebook stack (idempotent; TF=gpu: CUDA build)
+## Install the system packages the study lacks (as root on Debian/Ubuntu; else prints the command)
+system:
+	@bash scripts/system-packages.sh study
+
+## The whole set-up: system packages, then .venv with the package and the notebook stack (idempotent; TF=gpu: CUDA build)
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml | system
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,$(TF)]'
@@ -59,6 +63,7 @@ report: setup
 
 ## Run the tests, including the quick papermill run of every notebook and the browser test
 test: data
+	@bash scripts/system-packages.sh test
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 ## Refresh the explorer screenshots in reports/fashion-mnist/figures/ (the browser test; make test keeps them)

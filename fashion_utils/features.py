@@ -28,7 +28,7 @@ import pandas as pd
 from PIL import Image
 
 from fashion_utils.checks import columns_present, positive_int
-from fashion_utils.image_files import SUPPORTED_FORMATS, read_image_rgb
+from fashion_utils.image_files import SUPPORTED_FORMATS, exif_orientation, read_image_rgb
 from fashion_utils.atomic import (atomic_path, remove_stale_temporaries_in, save_npy_atomic,
                                   write_json_atomic, write_text_atomic)
 from fashion_utils.backbones import load_backbone
@@ -123,17 +123,20 @@ def image_dataset(paths: Sequence[str], *, image_size: int, batch_size: int = 25
 
 
 def _tf_decodes(path: str) -> bool:
-    """Whether TensorFlow decodes this file (JPEG, PNG, GIF, BMP), judged from its header;
-    a file PIL cannot open either is left to TensorFlow (which then names it)."""
+    """Whether TensorFlow decodes this file as it should be seen, judged from its header: a
+    JPEG, PNG, GIF or BMP without an EXIF rotation (TensorFlow ignores EXIF; a phone photo
+    turned on its side goes to PIL, which applies it). A file PIL cannot open either is left to
+    TensorFlow (which then names it)."""
     try:
         with Image.open(path) as img:
-            return img.format in SUPPORTED_FORMATS
+            return img.format in SUPPORTED_FORMATS and exif_orientation(img) == 1
     except (OSError, ValueError):
         return True
 
 
 def _pil_decoded(path: str, *, image_size: int, letterbox: bool):
-    """A file TensorFlow cannot decode (WebP, TIFF, ...), read by PIL, then resized exactly as
+    """A file TensorFlow cannot decode (WebP, TIFF, ...) or would decode sideways (EXIF
+    orientation), read upright by PIL, then resized exactly as
     :func:`decode_image_tensor` resizes (through a lossless PNG in memory)."""
     import tensorflow as tf
 

@@ -376,3 +376,30 @@ def explorer_data(tmp_path):
     index = SimilarityIndex(catalog["id"], np.array(vectors),
                             metadata=catalog[["id", "articleType", "gender"]])
     return catalog, index
+
+
+# --------------------------------------------------------------------------- phone photos
+
+
+def upright_picture(width: int = 48, height: int = 24) -> np.ndarray:
+    """A landscape ``(height, width, 3)`` picture whose halves differ: red left, blue right,
+    a green band along the top edge, so any turn or flip shows."""
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:, : width // 2] = (220, 30, 30)
+    img[:, width // 2:] = (30, 30, 220)
+    img[: height // 4] = (30, 200, 30)
+    return img
+
+
+def write_phone_jpeg(path: Path, upright: np.ndarray, *, orientation: int = 6) -> Path:
+    """Write ``upright`` as a phone camera does: the sensor's pixels (turned) and an EXIF
+    orientation tag that says how to turn them back (6: rotate 90 degrees clockwise to view)."""
+    undo = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
+            8: Image.Transpose.ROTATE_270}[orientation]
+    sensor = Image.fromarray(upright).transpose(undo)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sensor.save(path, format="JPEG", quality=95, exif=exif)
+    return path

@@ -274,3 +274,23 @@ def test_the_finished_cache_and_its_seconds_are_read_without_extracting(tmp_path
     meta.write_text(json.dumps({k: v for k, v in cache.meta.items() if k != "seconds"}))
     with pytest.raises(ValueError, match="recorded no extraction time"):
         features.extraction_seconds(catalog, "efficientnet_lite0", **options)
+
+
+def test_a_phone_photo_is_predicted_as_the_same_photo_taken_upright(tmp_path):
+    """predict_image_files (query photos, uploads, multi-output predictions) applies the EXIF
+    orientation: the model sees the turned JPEG exactly as it sees the upright one."""
+    from conftest import upright_picture, write_phone_jpeg
+
+    upright = upright_picture(64, 32)
+    straight = tmp_path / "straight.jpg"
+    Image.fromarray(upright).save(straight, format="JPEG", quality=95)
+    turned = write_phone_jpeg(tmp_path / "turned.jpg", upright, orientation=6)
+
+    def identity(batch, training=False):  # the model sees the decoded pixels
+        return batch
+
+    seen = features.predict_image_files(identity, [straight, turned], image_size=16)
+    seen = seen.reshape(2, 16, 16, 3)
+    assert np.abs(seen[0] - seen[1]).mean() < 6
+    left, right = seen[1][:, :8].mean(axis=(0, 1)), seen[1][:, 8:].mean(axis=(0, 1))
+    assert left[0] > left[2] and right[2] > right[0]  # red left, blue right: not sideways

@@ -9,7 +9,7 @@ from PIL import Image
 from fashion_utils import image_files
 from fashion_utils.image_files import id_to_stem, stem_to_id
 
-from conftest import write_image
+from conftest import upright_picture, write_image, write_phone_jpeg
 
 AWKWARD_IDS = [
     "15970", "label/eight/482", "forty two/more/5", "a b", "..", ".", ".hidden", "x/../y",
@@ -120,3 +120,37 @@ def test_an_upload_over_the_limit_is_refused_before_decoding(tmp_path):
         image_files.save_uploaded_image(content, name="x.png", folder=tmp_path, max_bytes=100)
     with pytest.raises(ValueError, match="max_bytes"):
         image_files.save_uploaded_image(content, name="x.png", folder=tmp_path, max_bytes=0)
+
+
+# --------------------------------------------------------------------------- EXIF orientation
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_phone_photo_is_read_the_right_way_up(tmp_path, orientation):
+    upright = upright_picture()
+    path = write_phone_jpeg(tmp_path / "phone.jpg", upright, orientation=orientation)
+    with Image.open(path) as raw:  # what the file holds is turned (a portrait for 6 and 8)
+        assert raw.size != (48, 24) or orientation == 3
+        assert image_files.exif_orientation(raw) == orientation
+    read = image_files.read_image_rgb(path)
+    assert read.shape == upright.shape
+    assert np.abs(read.astype(int) - upright).mean() < 6
+    assert np.abs(image_files.read_image_rgb(path, size=24).astype(int)
+                  - np.asarray(Image.fromarray(upright).resize((24, 24)))).mean() < 10
+    thumb = image_files.read_thumbnail(path, max_side=16)
+    assert thumb.shape == (8, 16, 3)  # landscape, as taken
+
+
+def test_an_uploaded_phone_photo_is_stored_the_right_way_up(tmp_path):
+    upright = upright_picture()
+    content = write_phone_jpeg(tmp_path / "phone.jpg", upright).read_bytes()
+    stored = image_files.save_uploaded_image(content, name="phone.jpg", folder=tmp_path / "up")
+    with Image.open(stored) as png:
+        assert png.size == (48, 24)
+        assert image_files.exif_orientation(png) == 1
+        assert np.abs(np.asarray(png.convert("RGB")).astype(int) - upright).mean() < 6
+
+
+def test_files_without_a_rotation_are_upright():
+    assert image_files.file_exif_orientation("/no/such/file.jpg") == 1
+    assert image_files.exif_orientation(Image.new("RGB", (4, 4))) == 1
