@@ -14,6 +14,8 @@ WORKERS ?= 2
 # The whole study's time budget in minutes (2 CPU cores: 60); it scales notebook 04's heavy steps
 BUDGET_MINUTES ?= 60
 PYTEST_ARGS ?=
+# pytest-xdist workers for make test / test-fast (auto: one per core; 0: one process)
+TEST_WORKERS ?= auto
 # Benchmark sections and options, e.g. make bench BENCH="training --minutes 30 60" (default: the fast ones)
 BENCH   ?=
 # TensorFlow's build: cpu (tensorflow-cpu) or gpu (tensorflow[and-cuda]); switch on a fresh .venv
@@ -64,7 +66,7 @@ report: setup
 ## Run the tests, including the quick papermill run of every notebook and the browser test
 test: data
 	@bash scripts/system-packages.sh test
-	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -ra -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ## Refresh the explorer screenshots in reports/fashion-mnist/figures/ (the browser test; make test keeps them)
 screenshots: data
@@ -72,7 +74,7 @@ screenshots: data
 
 ## Run the unit tests only (no notebooks, no browser)
 test-fast: setup
-	$(PY) -m pytest -ra -m "not notebooks and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -ra -n $(TEST_WORKERS) --dist loadgroup -m "not notebooks and not browser" $(PYTEST_ARGS)
 
 ## Open JupyterLab on the notebooks
 lab: data

@@ -19,6 +19,7 @@ from fashion_utils.atomic import save_npy_atomic
 from fashion_utils.checks import columns_present
 from fashion_utils.similarity import SimilarityIndex, l2_normalize
 from fashion_utils.image_files import read_image_rgb
+from fashion_utils.progress import track
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -268,9 +269,6 @@ def histogram_embeddings(catalog: pd.DataFrame, *, cache_dir: str | os.PathLike,
         ``(ids, vectors)`` in catalog order; float32 unit rows of length
         ``bins**3 + intensity_bins``.
     """
-    from tqdm.auto import tqdm
-
-
     columns_present(catalog, ["id", "image_path"], "catalog")
     ids = catalog["id"].astype(str).tolist()
     digest = hashlib.sha256(
@@ -281,7 +279,7 @@ def histogram_embeddings(catalog: pd.DataFrame, *, cache_dir: str | os.PathLike,
         return np.asarray(ids), np.load(final)
     out = np.empty((len(ids), bins ** 3 + intensity_bins), dtype=np.float32)
     paths = catalog["image_path"].astype(str).tolist()
-    for i, path in enumerate(tqdm(paths, desc="colour histograms", unit="img", disable=not progress)):
+    for i, path in enumerate(track(paths, desc="colour histograms", unit="img", bar=progress)):
         out[i] = histogram_vector(read_image_rgb(path, size=image_size), bins=bins,
                                   intensity_bins=intensity_bins)
     save_npy_atomic(final, out)

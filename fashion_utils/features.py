@@ -32,6 +32,7 @@ from fashion_utils.image_files import SUPPORTED_FORMATS, exif_orientation, read_
 from fashion_utils.atomic import (atomic_path, remove_stale_temporaries_in, save_npy_atomic,
                                   write_json_atomic, write_text_atomic)
 from fashion_utils.backbones import load_backbone
+from fashion_utils.progress import Progress
 
 CACHE_FORMAT = 1
 DEFAULT_CHUNK_SIZE = 4096
@@ -352,13 +353,13 @@ def extract_embeddings(ids: Sequence[str], image_paths: Sequence[str], *,
         batch_size: images per forward pass.
         chunk_size: images per resumable chunk written to disk.
         letterbox: keep aspect ratio (pad) instead of stretching.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (the runner's terminal hears of the images done
+            either way: :mod:`fashion_utils.progress`).
 
     Returns:
         ``(ids, features)``: a string array and a float32 ``(N, D)`` array (memory-mapped).
     """
     import tensorflow as tf
-    from tqdm.auto import tqdm
 
     ids = [str(i) for i in ids]
     image_paths = [str(p) for p in image_paths]
@@ -387,7 +388,8 @@ def extract_embeddings(ids: Sequence[str], image_paths: Sequence[str], *,
     todo = [c for c in range(n_chunks) if not _chunk_file(folder, c).exists()]
     model = infer = None
     start = time.perf_counter()
-    bar = tqdm(total=len(ids), desc=f"{model_key} @ {image_size}px", unit="img", disable=not progress)
+    bar = Progress(total=len(ids), desc=f"extracting {model_key} @ {image_size}px", unit="img",
+                   bar=progress)
     bar.update(len(ids) - sum(min(chunk_size, len(ids) - c * chunk_size) for c in todo))
     for c in todo:
         if model is None:

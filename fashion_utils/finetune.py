@@ -37,6 +37,7 @@ from fashion_utils.checks import one_of, positive_float, positive_int
 from fashion_utils.features import decode_image_tensor, predict_image_files
 from fashion_utils.models import (FROZEN_SUFFIX, build_end_to_end_model, class_names_of,
                                   model_image_size, save_end_to_end_model)
+from fashion_utils.progress import keras_callback
 from fashion_utils.sampling import make_augmenter
 
 __all__ = ["FineTuneResult", "backbone_blocks", "choose_on_validation", "fine_tune",
@@ -352,7 +353,8 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
                                          restore_best_weights=True)
     start = time.perf_counter()
-    history = model.fit(train, validation_data=val, epochs=epochs, callbacks=[timer, stop],
+    history = model.fit(train, validation_data=val, epochs=epochs,
+                        callbacks=[timer, stop, keras_callback("fine-tuning")],
                         shuffle=False, verbose=verbose)  # the dataset reshuffles itself
     seconds = time.perf_counter() - start
     save_end_to_end_model(model, model_path)

@@ -39,6 +39,7 @@ from fashion_utils import config, features
 from fashion_utils.atomic import write_json_atomic
 from fashion_utils.checks import positive_ints, rate
 from fashion_utils.evaluation import macro_f1
+from fashion_utils.progress import keras_callback
 from fashion_utils.models import ClassNames, check_backbone_fits_head, dense_stack
 
 __all__ = [
@@ -352,7 +353,7 @@ def train_multi_output(x_train: Any, train_labels: pd.DataFrame, *, encoders: Ma
     unlabelled = [c for c, y in y_train.items() if not (y >= 0).any()]
     if unlabelled:
         raise ValueError(f"No training row has a known label for {unlabelled}")
-    callbacks, validation = [], None
+    callbacks, validation = [keras_callback("multi-output heads")], None
     if x_val is not None:
         _check_rows("validation", x_val, val_labels)
         validation = (np.asarray(x_val, dtype=np.float32), encode_targets(val_labels, encoders))

@@ -26,6 +26,7 @@ recommendation even when every result has the right article type.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -36,12 +37,13 @@ from PIL import Image
 from fashion_utils.atomic import write_csv_atomic
 from fashion_utils.checks import positive_int
 from fashion_utils.image_files import read_image_rgb
+from fashion_utils.progress import track
 
 __all__ = ["HASH_CACHE_NAME", "MAX_DIFFERENCE", "THUMB_SIDE", "collapse_neighbours", "dhash",
            "image_signature", "group_summary", "hamming", "image_hashes", "image_signatures",
            "near_duplicate_groups"]
 
-HASH_CACHE_NAME = "dhash_v3.csv"  # bump the version when the hash or the thumbnail changes
+HASH_CACHE_NAME = "dhash_v4.csv"  # bump the version when the hash or the thumbnail changes (v4: EXIF applied)
 #: Side of the grey thumbnail that confirms a candidate pair.
 THUMB_SIDE = 16
 #: Mean absolute grey difference (0-255) of the thumbnails of a confirmed near-duplicate pair.
@@ -95,8 +97,8 @@ def image_signatures(paths: Sequence[str | os.PathLike], *,
                      cache_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`image_signature` of every file, in order; cached per file.
 
-    The cache (``cache_dir/dhash_v3.csv``) is keyed by path, size and modification time: a
-    changed file is read again.
+    The files are decoded on one thread per core. The cache (``cache_dir/dhash_v4.csv``) is
+    keyed by path, size and modification time: a changed file is read again.
 
     Returns:
         ``(hashes, thumbnails)``: ``(N,)`` ``uint64`` and ``(N, THUMB_SIDE ** 2)`` ``uint8``.
@@ -110,15 +112,21 @@ def image_signatures(paths: Sequence[str | os.PathLike], *,
                   table[["path", "size", "mtime_ns", "hash", "thumb"]].itertuples(index=False)}
     hashes = np.empty(len(paths), dtype=np.uint64)
     thumbs = np.empty((len(paths), THUMB_SIDE ** 2), dtype=np.uint8)
-    changed = False
+    stats = {path: os.stat(path) for path in dict.fromkeys(paths)}
+    todo = [path for path, st in stats.items()
+            if cached.get(path, (None, None))[:2] != (st.st_size, st.st_mtime_ns)]
+    if todo:  # decoding releases the GIL: one thread per core
+        workers = max(1, min(len(todo), os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            signatures = pool.map(image_signature, todo)  # one decode for hash and thumbnail
+            for path, (value, thumb) in zip(todo, track(signatures, total=len(todo),
+                                                        desc="near-duplicate hashes",
+                                                        unit="img", bar=False)):
+                st = stats[path]
+                cached[path] = (st.st_size, st.st_mtime_ns, value, thumb.tobytes())
+    changed = bool(todo)
     for i, path in enumerate(paths):
-        st = os.stat(path)
-        hit = cached.get(path)
-        if hit is None or hit[:2] != (st.st_size, st.st_mtime_ns):
-            value, thumb = image_signature(path)  # one decode for both
-            hit = (st.st_size, st.st_mtime_ns, value, thumb.tobytes())
-            cached[path] = hit
-            changed = True
+        hit = cached[path]
         hashes[i], thumbs[i] = hit[2], np.frombuffer(hit[3], dtype=np.uint8)
     if cache_file is not None and changed:
         rows = [(p, s, m, f"{h:016x}", t.hex()) for p, (s, m, h, t) in cached.items()]

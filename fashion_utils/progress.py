@@ -105,10 +105,26 @@ def track(items: Iterable[T], *, desc: str, total: int | None = None, unit: str 
             counter.update(1)
 
 
-def keras_callback(desc: str):
-    """A Keras callback that reports ``desc: epoch e/E`` after each epoch (and batches within
-    a long epoch), for the runner's status line; it shows nothing when no runner listens."""
+#: Trials started per search (:func:`keras_callback` with ``count_trials``), shared by the
+#: copies KerasTuner makes of a callback for each trial.
+_TRIALS: dict[str, int] = {}
+
+
+def keras_callback(desc: str, *, count_trials: bool = False, trials: int | None = None):
+    """A Keras callback that reports ``desc, epoch e/E`` for the runner's status line (batches
+    within a long epoch too); it reports nothing when no runner listens.
+
+    Args:
+        desc: what is being trained.
+        count_trials: the callback goes to a KerasTuner search, which copies it for every
+            trial: each ``fit`` counts as the next trial (``desc, trial k/trials``).
+        trials: the search's most trials, when known.
+    """
     import keras
+
+    key = f"{desc}|{time.monotonic_ns()}"
+    if count_trials:
+        _TRIALS[key] = 0
 
     class _EpochProgress(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -116,6 +132,11 @@ def keras_callback(desc: str):
             self._steps = self.params.get("steps")
             self._epoch = 0
             self._last = time.monotonic()
+            self._desc = desc
+            if count_trials:
+                _TRIALS[key] = _TRIALS.get(key, 0) + 1
+                of = f"/{trials}" if trials else ""
+                self._desc = f"{desc}, trial {_TRIALS[key]}{of}"
 
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch
@@ -124,12 +145,12 @@ def keras_callback(desc: str):
             now = time.monotonic()
             if self._steps and now - self._last >= 2 * MIN_INTERVAL:
                 self._last = now
-                report(f"{desc}, epoch {self._epoch + 1}/{self._epochs}", batch + 1,
+                report(f"{self._desc}, epoch {self._epoch + 1}/{self._epochs}", batch + 1,
                        total=self._steps, unit="batches")
 
         def on_epoch_end(self, epoch, logs=None):
             accuracy = (logs or {}).get("val_accuracy")
             tail = f" (val_accuracy {accuracy:.3f})" if accuracy is not None else ""
-            report(f"{desc}{tail}", epoch + 1, total=self._epochs, unit="epochs")
+            report(f"{self._desc}{tail}", epoch + 1, total=self._epochs, unit="epochs")
 
     return _EpochProgress()

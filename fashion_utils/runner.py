@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from fashion_utils import budget, config, provenance
+from fashion_utils import budget, config, progress, provenance, terminal
 from fashion_utils.atomic import write_text_atomic
 from fashion_utils.data import load_catalog
 from fashion_utils.evaluation import write_metrics
@@ -236,9 +236,57 @@ def run_notebooks(*, quick: bool = False, parameters: dict[str, Any] | None = No
     return executed
 
 
+def _terminal_engine(status: terminal.NotebookStatus, kernel_log: Any) -> str:
+    """Register (once) and configure papermill's engine ``"fashion-terminal"``: nbclient, as
+    papermill's default engine runs it, plus a status line told of every cell that starts, and
+    the kernel process's own stdout/stderr (start-up warnings, C++ logs) sent to ``kernel_log``
+    instead of the terminal."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
+    from papermill.utils import merge_kwargs, remove_args
+
+    class TerminalEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False,
+                                     stdout_file=None, stderr_file=None, start_timeout=60,
+                                     execution_timeout=None, **kwargs):
+            begin = nb_man.cell_start
+
+            def cell_start(cell, cell_index=None, **kw):
+                if cell_index is not None:
+                    status.cell(nb_man.nb.cells, cell_index)
+                return begin(cell, cell_index, **kw)
+
+            nb_man.cell_start = cell_start
+            kwargs = remove_args(["input_path"], **kwargs)
+            safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
+            final_kwargs = merge_kwargs(
+                safe_kwargs, timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+                startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
+                log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
+            client = PapermillNotebookClient(nb_man, **final_kwargs)
+            return client.execute(stdout=kernel_log, stderr=kernel_log)  # to the kernel's Popen
+
+    papermill_engines.register("fashion-terminal", TerminalEngine)
+    return "fashion-terminal"
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def execute_notebook(nb_path: Path, out: Path, *, parameters: dict[str, Any], html: bool = True,
                      kernel_name: str = "python3", cell_timeout: float | None = None) -> float:
     """Execute one notebook with papermill into ``out`` (and an HTML copy); returns its seconds.
+
+    While it runs, the terminal shows one status line (:class:`terminal.NotebookStatus`: cell
+    n of N, its section, the elapsed time, the progress a long step reports through
+    :mod:`fashion_utils.progress`); the kernel's own start-up noise goes to ``out``'s
+    ``.kernel.log`` beside it.
 
     Raises:
         RuntimeError: naming the notebook and cell that failed: an error in the cell, a kernel
@@ -251,12 +299,24 @@ def execute_notebook(nb_path: Path, out: Path, *, parameters: dict[str, Any], ht
     nb_params = dict(parameters)
     if "INTERACTIVE" in pm.inspect_notebook(str(nb_path)):
         nb_params.setdefault("INTERACTIVE", False)  # no browser under papermill: static views
-    print(f"==> {nb_path.name}  parameters={nb_params}", flush=True)
+    shown = " ".join(f"{k}={v}" for k, v in nb_params.items())
+    print(f"==> {nb_path.stem}  {shown}", flush=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kernel_log_path = out.with_name(f"{out.stem}.kernel.log")
+    progress_path = out.with_name(f".{out.stem}.progress")
+    saved = os.environ.get(progress.PROGRESS_ENV)
     start = time.perf_counter()
+    status = terminal.NotebookStatus(notebook=nb_path.stem, target=nb_params.get("TARGET"),
+                                     progress_file=progress_path)
     try:
-        pm.execute_notebook(str(nb_path), str(out), parameters=nb_params, kernel_name=kernel_name,
-                            cwd=str(nb_path.parent), progress_bar=False, log_output=False,
-                            execution_timeout=cell_timeout)
+        os.environ[progress.PROGRESS_ENV] = str(progress_path)  # the kernel inherits it
+        with status, open(kernel_log_path, "w", encoding="utf-8") as kernel_log:
+            pm.execute_notebook(str(nb_path), str(out), parameters=nb_params,
+                                kernel_name=kernel_name, cwd=str(nb_path.parent),
+                                progress_bar=False, log_output=False,
+                                execution_timeout=cell_timeout,
+                                engine_name=_terminal_engine(status, kernel_log))
     except PapermillExecutionError as err:
         raise RuntimeError(
             f"{nb_path.name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
@@ -268,11 +328,18 @@ def execute_notebook(nb_path: Path, out: Path, *, parameters: dict[str, Any], ht
                 else f"a cell ran past the {cell_timeout:g} s timeout")
         raise RuntimeError(f"{nb_path.name} stopped in cell {index}: {what} "
                            f"({type(err).__name__}: {err})\n--- cell source ---\n{source}\n"
+                           f"--- the kernel's last lines ({kernel_log_path}) ---\n"
+                           f"{_tail(kernel_log_path)}\n"
                            f"The partly executed notebook is {out}") from err
+    finally:
+        if saved is None:
+            os.environ.pop(progress.PROGRESS_ENV, None)
+        else:
+            os.environ[progress.PROGRESS_ENV] = saved
     seconds = time.perf_counter() - start
     if html:
         export_html(out)
-    print(f"    done in {seconds:.1f} s -> {out}", flush=True)
+    print(f"    done in {terminal.clock(seconds)} ({seconds:.1f} s) -> {out}", flush=True)
     return seconds
 
 

@@ -36,6 +36,7 @@ from fashion_utils import config
 from fashion_utils.checks import positive_float, positive_int, positive_ints, rate
 from fashion_utils.features import image_dataset
 from fashion_utils.finetune import FineTuneResult
+from fashion_utils.progress import keras_callback
 from fashion_utils.models import (ClassNames, HorizontalFlip, load_end_to_end_model,
                                   save_end_to_end_model)
 
@@ -332,7 +333,8 @@ def train_scratch_cnn(*, train_paths: Sequence[str], train_labels: Sequence[int]
     val = _dataset(x_val, val_labels, num_classes=n_classes, batch_size=1024, shuffle=False,
                    seed=seed)
     fit_start = time.perf_counter()
-    history = training.fit(train, validation_data=val, epochs=epochs, callbacks=[schedule],
+    history = training.fit(train, validation_data=val, epochs=epochs,
+                           callbacks=[schedule, keras_callback("CNN from scratch")],
                            shuffle=False, verbose=verbose)  # the dataset reshuffles itself
     seconds = time.perf_counter() - fit_start
     save_end_to_end_model(model, model_path)

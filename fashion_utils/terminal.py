@@ -82,7 +82,8 @@ class NotebookStatus:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_line = ""
+        self.first_line = ""
+        self._last_state: tuple = ()
         self._last_print = 0.0
 
     # ------------------------------------------------------------------ what changes
@@ -124,36 +125,35 @@ class NotebookStatus:
         return True
 
     # ------------------------------------------------------------------ drawing
-    def line(self) -> str:
-        """The status line as it stands."""
+    def _state(self) -> tuple[str, str]:
+        """What the line says besides the clock: the cell, and its progress or section."""
         with self._lock:
-            parts = [f"{self.label}", self.cell_text, clock(time.monotonic() - self.start)]
-            where = self.section or getattr(self, "first_line", "")
             if self.report:
-                parts.append(progress_text(self.report))
-            elif where:
-                parts.append(where)
-        return " | ".join(parts)
+                return self.cell_text, progress_text(self.report)
+            return self.cell_text, self.section or self.first_line
+
+    def line(self) -> str:
+        """The status line as it stands: ``notebook [target] | cell n/N | m:ss | what``."""
+        cell, what = self._state()
+        parts = [self.label, cell, clock(time.monotonic() - self.start), what]
+        return " | ".join(part for part in parts if part)
 
     def _show(self, *, force: bool = False) -> None:
-        text = self.line()
         if self.tty:
             width = max(shutil.get_terminal_size((100, 20)).columns - 1, 20)
-            self.stream.write("\r\x1b[K" + text[:width])
+            self.stream.write("\r\x1b[K" + self.line()[:width])
             self.stream.flush()
             return
-        now = time.monotonic()
-        changed = text.split(" | ", 3)[3:] != self._last_line.split(" | ", 3)[3:]
-        if force or (changed and now - self._last_print >= LOG_INTERVAL):
-            self.stream.write(text + "\n")
+        now, state = time.monotonic(), self._state()
+        if force or (state != self._last_state and now - self._last_print >= LOG_INTERVAL):
+            self.stream.write(self.line() + "\n")
             self.stream.flush()
-            self._last_line, self._last_print = text, now
+            self._last_state, self._last_print = state, now
 
     def _loop(self) -> None:
         while not self._stop.wait(REDRAW_INTERVAL):
-            new = self.read_progress()
-            if self.tty or new:
-                self._show()
+            self.read_progress()
+            self._show()
 
     def __enter__(self) -> "NotebookStatus":
         self.progress_file.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ from fashion_utils import models
 from fashion_utils.atomic import write_json_atomic
 from fashion_utils import config
 from fashion_utils.checks import one_of, positive_int
+from fashion_utils.progress import keras_callback
 
 UNITS_CHOICES: tuple[int, ...] = (16, 20, 32, 40, 50, 64, 128, 256, 512)
 LEARNING_RATES: tuple[float, ...] = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
@@ -429,11 +430,13 @@ def run_search(tuner: kt.Tuner, x_train: np.ndarray, y_train: np.ndarray, x_val:
     ended_before = len(tuner.oracle.end_order)
     stop = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max", patience=patience,
                                          restore_best_weights=True)
+    shown = keras_callback(f"{_tuner_kind(tuner)} search", count_trials=True,
+                           trials=getattr(tuner.oracle, "max_trials", None))
     start = time.perf_counter()
     finished = False
     try:
         tuner.search(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
-                     callbacks=[stop, *callbacks], verbose=verbose)
+                     callbacks=[stop, shown, *callbacks], verbose=verbose)
         finished = True
     finally:  # an interrupted run's time counts too
         new_trials = len(tuner.oracle.end_order) - ended_before
@@ -484,7 +487,8 @@ def retrain_best(hypermodel: HeadHyperModel, hp: kt.HyperParameters, x_train: np
     x = np.concatenate([np.asarray(x_train), np.asarray(x_val)])
     y = np.concatenate([np.asarray(y_train), np.asarray(y_val)])
     model = hypermodel.build(hp, seed=positive_int("seed", seed, minimum=0))
-    hypermodel.fit(hp, model, x, y, epochs=epochs, shuffle=True, verbose=verbose)
+    hypermodel.fit(hp, model, x, y, epochs=epochs, shuffle=True, verbose=verbose,
+                   callbacks=[keras_callback("retraining on train + validation")])
     return model
 
 
@@ -520,7 +524,7 @@ def multi_seed(hypermodel: HeadHyperModel, hp: kt.HyperParameters, x_fit: np.nda
     accuracy, macro_f1, epochs_run = [], [], []
     for seed in seeds:
         model = hypermodel.build(hp, seed=seed)
-        callbacks = []
+        callbacks = [keras_callback(f"seed {seed}")]
         if validation_data is not None:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max",
                                                            patience=patience,

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fashion_utils"
 
 #: docs/ARCHITECTURE.md's rooms, bottom to top.
 LAYERS: list[set[str]] = [
-    {"config", "atomic", "checks", "markdown"},
+    {"config", "atomic", "checks", "markdown", "progress", "terminal"},
     {"image_files", "fashion_mnist", "lite0", "provenance", "budget", "csv_rows"},
     {"data", "backbones"},
     {"features", "splits"},

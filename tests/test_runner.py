@@ -249,3 +249,52 @@ def test_a_data_dir_that_cannot_work_is_an_error_before_anything_runs(tmp_path, 
         runner.run_study(parameters={"DATA_DIR": value}, notebooks_dir=src,
                          output_dir=tmp_path / "executed", html=False)
     assert not (src / "ran").exists()
+
+
+@pytest.mark.slow  # starts a kernel
+def test_the_terminal_shows_cells_and_progress_and_the_notebook_none_of_it(tmp_path, capfd,
+                                                                           monkeypatch):
+    from fashion_utils import terminal
+
+    monkeypatch.setattr(terminal, "LOG_INTERVAL", 0.5)  # off a terminal: a line every 0.5 s
+    body = ("from fashion_utils import progress\n"
+            "import time\n"
+            "for _ in progress.track(range(3), desc='hashing', unit='img'):\n"
+            "    time.sleep(0.8)\n"
+            "print('done')")
+    nb = _tiny_notebook(tmp_path / "notebooks", "07_progress.ipynb", body)
+    out = tmp_path / "executed" / nb.name
+    runner.execute_notebook(nb, out, parameters={"TARGET": "articleType"}, html=False)
+    shown = capfd.readouterr()
+    terminal_text = shown.out + shown.err
+    assert "07_progress [articleType] | cell 1/3" in terminal_text  # papermill's injected cell
+    assert re.search(r"07_progress \[articleType\] \| cell 3/3 \| 0:0\d \| hashing \d/3 img",
+                     terminal_text)
+    assert "Kernel is running over TCP" not in terminal_text  # start-up noise: in the log
+    assert "Kernel is running over TCP" in out.with_name("07_progress.kernel.log").read_text()
+    outputs = json.dumps(json.loads(out.read_text())["cells"][-1]["outputs"])
+    assert "done" in outputs and "hashing" not in outputs and "it/s" not in outputs
+    assert not list(out.parent.glob(".*.progress"))
+
+
+def test_the_status_line_hears_the_kernels_progress(tmp_path, monkeypatch):
+    """What the kernel reports reaches the line (the kernel is simulated by a thread)."""
+    import io
+    import threading
+    import time
+
+    from fashion_utils import progress, terminal
+
+    file = tmp_path / ".p"
+    monkeypatch.setenv(progress.PROGRESS_ENV, str(file))
+    monkeypatch.setattr(terminal, "REDRAW_INTERVAL", 0.05)
+    stream = io.StringIO()
+    status = terminal.NotebookStatus(notebook="03", target=None, progress_file=file,
+                                     stream=stream, tty=True)
+    with status:
+        worker = threading.Thread(target=lambda: [time.sleep(0.02) for _ in progress.track(
+            range(20), desc="extracting", unit="img", bar=False)])
+        worker.start()
+        worker.join()
+        time.sleep(0.3)
+    assert "extracting 20/20 img" in stream.getvalue()
