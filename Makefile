@@ -66,7 +66,7 @@ report: setup
 ## Run the tests, including the quick papermill run of every notebook and the browser test
 test: data
 	@bash scripts/system-packages.sh test
-	$(PY) -m pytest -ra -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -ra -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 ## Refresh the explorer screenshots in reports/fashion-mnist/figures/ (the browser test; make test keeps them)
 screenshots: data
@@ -74,7 +74,7 @@ screenshots: data
 
 ## Run the unit tests only (no notebooks, no browser)
 test-fast: setup
-	$(PY) -m pytest -ra -n $(TEST_WORKERS) --dist loadgroup -m "not notebooks and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -ra -n $(TEST_WORKERS) --dist loadscope -m "not notebooks and not browser" $(PYTEST_ARGS)
 
 ## Open JupyterLab on the notebooks
 lab: data

@@ -32,6 +32,52 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# --------------------------------------------------------------------------- running on every core
+
+#: Modules whose tests share an expensive module-scoped fixture, heaviest first. Under
+#: pytest-xdist (``make test``: ``-n auto --dist loadscope``) each module is one work unit on one
+#: worker, so its fixture is built once; the heaviest start first, side by side.
+HEAVY_MODULES = ("tests/test_notebooks.py", "tests/test_catalog_kinds.py",
+                 "tests/test_real_sample.py", "tests/test_faults.py", "tests/test_distributed.py",
+                 "tests/test_browser.py")
+#: Modules whose module-scoped fixture is parametrized: one work unit per parameter, so that
+#: the two catalog kinds' studies run on two workers at once.
+UNIT_PER_PARAMETER = ("tests/test_catalog_kinds.py",)
+
+
+def work_unit(nodeid: str) -> str:
+    """The xdist work unit of a test: its module, plus its parameter for
+    :data:`UNIT_PER_PARAMETER`.
+
+    >>> work_unit("tests/test_catalog_kinds.py::test_every_notebook_runs_and_draws[csv]")
+    'tests/test_catalog_kinds.py[csv]'
+    """
+    module, _, rest = nodeid.partition("::")
+    if module in UNIT_PER_PARAMETER and rest.endswith("]") and "[" in rest:
+        return f"{module}[{rest[rest.index('[') + 1:-1]}]"
+    return module
+
+
+def pytest_collection_modifyitems(config, items):
+    """Heaviest modules first (a stable sort: the rest keep pytest's order)."""
+    rank = {module: i for i, module in enumerate(HEAVY_MODULES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadscope`` with :func:`work_unit` as the scope, in collection order."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the heaviest first
+    return SharedFixtureScheduling(config, log)
+
+
 # --------------------------------------------------------------------------- output folders
 
 

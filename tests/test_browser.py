@@ -53,7 +53,6 @@ PICK_CATALOG_ROOT = os.environ.get("FASHION_PICK_CATALOG_ROOT")  # the bench's: 
 PICKS = 12  # timed picks, after one untimed warm-up pick
 
 pytestmark = [
-    pytest.mark.xdist_group("browser"),  # one worker: the module's servers and browser are shared
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="Chromium not found (/usr/bin/chromium; apt install chromium, "
                                                 "or set FASHION_CHROMIUM=/path/to/chromium)"),

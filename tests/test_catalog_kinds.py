@@ -57,9 +57,7 @@ def test_without_any_label_column_the_error_names_what_was_looked_for():
 
 
 
-# Under pytest-xdist each kind's study runs on one worker, and the two kinds side by side.
-@pytest.fixture(scope="module", params=[pytest.param(kind, marks=pytest.mark.xdist_group(
-    f"catalog_{kind}")) for kind in sorted(BUILDERS)])
+@pytest.fixture(scope="module", params=sorted(BUILDERS))
 def study(request, tmp_path_factory):
     """One quick study per catalog kind: (its paths, the executed notebooks)."""
     base = tmp_path_factory.mktemp(f"{request.param}-study")

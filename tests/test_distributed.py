@@ -16,9 +16,6 @@ import pytest
 
 from fashion_utils import distributed, search_data
 
-# One worker runs the module under pytest-xdist: two tests share the killed search.
-pytestmark = pytest.mark.xdist_group("distributed")
-
 DIM, CLASSES = 8, 3
 MAX_TRIALS = 6
 SEARCH = dict(max_trials=MAX_TRIALS, epochs=2, patience=2, seed=5, threads_per_worker=1)

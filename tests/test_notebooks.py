@@ -9,8 +9,7 @@ import pytest
 
 from fashion_utils import budget, config, runner
 
-# One worker runs the whole module under pytest-xdist: its tests share one quick study.
-pytestmark = [pytest.mark.notebooks, pytest.mark.xdist_group("quick_study")]
+pytestmark = pytest.mark.notebooks
 
 #: Passed to every notebook, as `make notebooks QUICK=1 PARAMS="EPOCHS=2"` does: quick mode must
 #: keep it (03's quick default is 3, 06's is 5) and fill only what was not passed.

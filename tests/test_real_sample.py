@@ -21,7 +21,6 @@ REAL = Path(os.environ.get("FASHION_REAL_SAMPLE",
 MAX_NOTEBOOK_BYTES = 3 * 2**20  # an executed notebook stays readable on a real catalog
 
 pytestmark = [
-    pytest.mark.xdist_group("real_sample"),  # one worker: the module's study is shared
     pytest.mark.notebooks,
     pytest.mark.skipif(not (REAL / "styles.csv").is_file(),
                        reason=f"the real Kaggle sample is not at {REAL} "
