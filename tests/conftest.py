@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,21 @@ HEAVY_MODULES = ("tests/test_notebooks.py", "tests/test_catalog_kinds.py",
 #: Modules whose module-scoped fixture is parametrized: one work unit per parameter, so that
 #: the two catalog kinds' studies run on two workers at once.
 UNIT_PER_PARAMETER = ("tests/test_catalog_kinds.py",)
+
+
+def share_the_cores() -> None:
+    """Under pytest-xdist, give each worker's TensorFlow (and the kernels and children it starts,
+    which inherit the environment) its share of the cores instead of all of them: two workers
+    each spinning threads on both cores of a 2-core machine slow each other down."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        for name, value in (("TF_NUM_INTRAOP_THREADS", share), ("TF_NUM_INTEROP_THREADS", "1"),
+                            ("OMP_NUM_THREADS", share)):
+            os.environ.setdefault(name, value)
+
+
+share_the_cores()
 
 
 def work_unit(nodeid: str) -> str:
