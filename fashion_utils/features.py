@@ -2,8 +2,9 @@
 
 Images are streamed from disk with ``tf.data`` (read → decode any JPEG/PNG to RGB → resize →
 batch → prefetch) through a backbone in a compiled ``tf.function`` (no XLA: ``jit_compile``
-was measured 5–10x slower on this CPU). Decoded images are never all held in memory: work
-goes chunk by chunk, and each finished chunk is written to disk, so an interrupted run
+was measured 5–10x slower on this CPU). A JPEG whose EXIF orientation says it was taken
+turned (a phone photo) is decoded again by PIL, the right way up. Decoded images are never all
+held in memory: work goes chunk by chunk, and each finished chunk is written to disk, so an interrupted run
 resumes where it stopped. The cache is keyed by the model key (backbone name), the image
 size and the exact, ordered id list; a cache made for anything else is never reused. The
 unfinished chunks of an interrupted run are reused only under the same chunk layout
@@ -28,7 +29,8 @@ import pandas as pd
 from PIL import Image
 
 from fashion_utils.checks import columns_present, positive_int
-from fashion_utils.image_files import SUPPORTED_FORMATS, exif_orientation, read_image_rgb
+from fashion_utils.image_files import (SUPPORTED_FORMATS, exif_orientation, is_turned_jpeg,
+                                       read_image_rgb)
 from fashion_utils.atomic import (atomic_path, remove_stale_temporaries_in, save_npy_atomic,
                                   write_json_atomic, write_text_atomic)
 from fashion_utils.backbones import load_backbone
@@ -408,7 +410,12 @@ def extract_embeddings(ids: Sequence[str], image_paths: Sequence[str], *,
                              f"{lo}-{hi - 1}, e.g. {bad[:3] or image_paths[lo:hi][:3]}: "
                              f"{err.message.splitlines()[0]}. Fix or remove them from the catalog "
                              f"(the chunks done so far are kept).") from err
-        save_npy_atomic(_chunk_file(folder, c), np.concatenate(outputs).reshape(hi - lo, -1))
+        rows = np.concatenate(outputs).reshape(hi - lo, -1)
+        turned = [i for i, p in enumerate(image_paths[lo:hi]) if is_turned_jpeg(p)]
+        for i in turned:  # a phone photo: TensorFlow ignores EXIF, PIL turns it upright
+            upright = _pil_decoded(image_paths[lo + i], image_size=image_size, letterbox=letterbox)
+            rows[i] = np.asarray(infer(upright[None]), dtype=np.float32).reshape(-1)
+        save_npy_atomic(_chunk_file(folder, c), rows)
     bar.close()
 
     # Assemble into one memory-mapped file without holding every chunk at once.

@@ -96,6 +96,18 @@ def file_exif_orientation(path: PathLike) -> int:
         return 1
 
 
+def is_turned_jpeg(path: PathLike) -> bool:
+    """Whether a file is a JPEG (where cameras write the tag) whose EXIF orientation is not
+    upright: a cheap check for whole catalogs (other files cost one 3-byte read)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(3) != b"\xff\xd8\xff":
+                return False
+    except OSError:
+        return False
+    return file_exif_orientation(path) != 1
+
+
 def _upright(img: Image.Image) -> Image.Image:
     """``img`` turned the way its EXIF orientation says it was taken (a phone photo the right
     way up); itself when it is upright already."""

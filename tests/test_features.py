@@ -294,3 +294,30 @@ def test_a_phone_photo_is_predicted_as_the_same_photo_taken_upright(tmp_path):
     assert np.abs(seen[0] - seen[1]).mean() < 6
     left, right = seen[1][:, :8].mean(axis=(0, 1)), seen[1][:, 8:].mean(axis=(0, 1))
     assert left[0] > left[2] and right[2] > right[0]  # red left, blue right: not sideways
+
+
+def test_a_phone_photo_in_the_catalog_is_extracted_the_right_way_up(tmp_path):
+    """The catalog's feature extraction sees a turned phone JPEG as the upright photo."""
+    from conftest import upright_picture, write_phone_jpeg
+
+    class Quadrants:  # features that change when the picture turns: the mean of each quadrant
+        def __call__(self):
+            import keras
+
+            inputs = keras.Input((16, 16, 3))
+            pooled = keras.layers.AveragePooling2D(8)(inputs)
+            return keras.Model(inputs, keras.layers.Flatten()(pooled))
+
+    upright = upright_picture(64, 32)
+    straight = tmp_path / "straight.jpg"
+    Image.fromarray(upright).save(straight, format="JPEG", quality=95)
+    turned = write_phone_jpeg(tmp_path / "turned.jpg", upright, orientation=6)
+    _, got = features.extract_embeddings(["a", "b", "c"], [straight, turned, straight],
+                                         model_factory=Quadrants(), model_key="quadrants",
+                                         image_size=16, cache_dir=tmp_path / "cache",
+                                         batch_size=2, chunk_size=2)
+    assert got.shape == (3, 12)
+    assert np.abs(got[1] - got[0]).max() < 12  # JPEG noise only
+    sideways = features.predict_image_files(
+        lambda b, training=False: Quadrants()()(b), [turned], image_size=16)  # stays upright too
+    assert np.abs(sideways[0] - got[0]).max() < 12
