@@ -80,6 +80,7 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: fine when it is not loaded
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadscope`` with :func:`work_unit` as the scope, in collection order."""
     if config.getvalue("dist") != "loadscope":
