@@ -49,19 +49,19 @@ $(STAMP): pyproject.toml | system
 
 ## Prepare the default data set (Fashion-MNIST in the Kaggle layout) under data/raw
 data: setup
-	$(PY) -m fashion_utils.data prepare-fashion-mnist
+	$(PY) -m fashion_utils.catalog.data prepare-fashion-mnist
 
-## Execute the whole study (fashion_utils/budget.py) within BUDGET_MINUTES, with a timing table
+## Execute the whole study (fashion_utils/tools/budget.py) within BUDGET_MINUTES, with a timing table
 study: data
-	$(PY) -m fashion_utils.runner --study --budget-minutes $(BUDGET_MINUTES) $(if $(filter 1 true yes,$(QUICK)),--quick) $(foreach p,$(PARAMS),-p $(p))
+	$(PY) -m fashion_utils.tools.runner --study --budget-minutes $(BUDGET_MINUTES) $(if $(filter 1 true yes,$(QUICK)),--quick) $(foreach p,$(PARAMS),-p $(p))
 
 ## Execute notebooks/NN_*.ipynb in order with papermill into reports/<catalog>/executed (QUICK=1, PARAMS=..., ONLY=...)
 notebooks: data
-	$(PY) -m fashion_utils.runner $(if $(filter 1 true yes,$(QUICK)),--quick) $(if $(ONLY),--only $(ONLY)) $(foreach p,$(PARAMS),-p $(p))
+	$(PY) -m fashion_utils.tools.runner $(if $(filter 1 true yes,$(QUICK)),--quick) $(if $(ONLY),--only $(ONLY)) $(foreach p,$(PARAMS),-p $(p))
 
-## Rewrite the README's generated results from the metrics files (fashion_utils/report.py)
+## Rewrite the README's generated results from the metrics files (fashion_utils/tools/report.py)
 report: setup
-	$(PY) -m fashion_utils.report
+	$(PY) -m fashion_utils.tools.report
 
 ## Run the tests, including the quick papermill run of every notebook and the browser test
 test: data
@@ -84,13 +84,13 @@ lab: data
 explore: data
 	$(VENV)/bin/voila notebooks/05_recommendation.ipynb
 
-## Speed and memory benchmarks (fashion_utils/bench/) into reports/benchmarks.json (BENCH="training": budgets)
+## Speed and memory benchmarks (fashion_utils/tools/bench/) into reports/benchmarks.json (BENCH="training": budgets)
 bench: data
-	$(PY) -m fashion_utils.bench $(BENCH)
+	$(PY) -m fashion_utils.tools.bench $(BENCH)
 
 ## Distributed KerasTuner search: one chief and WORKERS workers on localhost
 tune-distributed: data
-	$(PY) -m fashion_utils.distributed distributed --workers $(WORKERS)
+	$(PY) -m fashion_utils.tools.distributed distributed --workers $(WORKERS)
 
 ## Remove derived data, models and executed notebooks (keeps raw data and .venv)
 clean:

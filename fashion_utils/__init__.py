@@ -1,7 +1,7 @@
 """fashion_utils: the helper package behind the fashion product image study.
 
 The notebooks in ``notebooks/`` tell the story; this package does the work. Modules are
-imported one by one (``from fashion_utils import data``) so that importing the package does
+imported one by one (``from fashion_utils.catalog import data``) so that importing the package does
 not pull in TensorFlow.
 """
 

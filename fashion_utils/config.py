@@ -160,9 +160,8 @@ def catalog_image_size(short_side: float) -> int:
     side is ``short_side`` px (notebook 01 measures it): that side rounded down to a multiple of
     32, at least :data:`DEFAULT_IMAGE_SIZE` and at most :data:`MAX_IMAGE_SIZE`.
 
-    On the real Kaggle sample (225x300 photos; masterCategory, the original head, 5 seeds) the
-    validation accuracy was 0.970 +- 0.007 at 96 px, 0.976 at 160 px and 0.985 +- 0.002 at
-    224 px (2026-12-03): real photos lose detail at Fashion-MNIST's 96 px.
+    Real photos lose detail at Fashion-MNIST's 96 px: the README's real-sample results give
+    the measured accuracy at each side.
 
     >>> catalog_image_size(28), catalog_image_size(60), catalog_image_size(170), catalog_image_size(225)
     (96, 96, 160, 224)

@@ -11,7 +11,8 @@ quick default from :data:`NOTEBOOKS`. In full mode ``IMAGE_SIZE`` is the catalog
 notebook 01 chose from its images (:func:`catalog_image_size`). A value the user passed (``papermill -p``,
 ``make notebooks PARAMS="EPOCHS=5"``) is not ``None``, so it is never touched, in either mode::
 
-    from fashion_utils import evaluation, notebook, plots
+    from fashion_utils import evaluation, notebook
+    from fashion_utils.views import plots
 
     run = notebook.setup("04_tuning", globals())
     paths = run.paths
@@ -34,7 +35,8 @@ from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
 import pandas as pd
 
-from fashion_utils import checks, config, evaluation, plots, provenance
+from fashion_utils import checks, config, evaluation, provenance
+from fashion_utils.views import plots
 
 #: The product hierarchy, finest level first (the Kaggle catalog and the prepared Fashion-MNIST).
 HIERARCHY: tuple[str, ...] = ("articleType", "subCategory", "masterCategory")
@@ -149,7 +151,6 @@ NOTEBOOKS: Mapping[str, NotebookDefaults] = MappingProxyType({
 
 #: The name of a run's metrics file and figures (``04_tuning-articleType``): one rule for the
 #: notebooks, the runner's executed copies and the report, :func:`config.named_for_target`.
-run_name = config.named_for_target
 
 
 def check_quick(quick: Any) -> bool:
@@ -254,7 +255,7 @@ def setup(notebook: str, namespace: MutableMapping[str, Any], *,
         namespace["IMAGE_SIZE"] = catalog_image_size(paths)
     plots.set_style()
     target = namespace.get("TARGET") if spec.target_in_name else None
-    return Run(notebook=notebook, name=run_name(notebook, target=target), paths=paths,
+    return Run(notebook=notebook, name=config.named_for_target(notebook, target=target), paths=paths,
                quick=quick, seed=seed, parameters={k: namespace[k] for k in spec.defaults},
                filled=tuple(filled), started=started, clock=clock)
 

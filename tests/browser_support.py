@@ -5,8 +5,8 @@ in Debian's headless Chromium through Playwright. This module holds what it need
 
 - :func:`find_chromium`, :data:`CHROMIUM_ARGS`: the browser and its flags;
 - :func:`write_explorer_notebook`: a tiny catalog (PNG images, 3 classes, vectors from a fixed
-  projection of the pixels: the same "model" embeds an uploaded photo) and a notebook that builds a :class:`~fashion_utils.similarity.SimilarityIndex` on it and displays a
-  :class:`~fashion_utils.explorer.RecommendationExplorer`; the same index is rebuilt in the test
+  projection of the pixels: the same "model" embeds an uploaded photo) and a notebook that builds a :class:`~fashion_utils.recommend.similarity.SimilarityIndex` on it and displays a
+  :class:`~fashion_utils.views.explorer.RecommendationExplorer`; the same index is rebuilt in the test
   process to know the expected neighbours;
 - :class:`ServerProcess`: a JupyterLab or Voilà server on a free loopback port with throw-away
   Jupyter folders, always stopped together with its kernels;
@@ -141,7 +141,7 @@ class ExplorerNotebook:
     def expected_for_photo(self, photo: Path, folder: Path) -> tuple[Path, list[tuple[int, str, float, str]]]:
         """The stored copy of an uploaded ``photo`` (as the explorer stores it) and the k
         neighbours the explorer must show for it, embedded by the same :data:`EMBED_SOURCE`."""
-        from fashion_utils.image_files import save_uploaded_image
+        from fashion_utils.catalog.image_files import save_uploaded_image
 
         stored = save_uploaded_image(photo.read_bytes(), name=photo.name, folder=folder)
         return stored, self._rows(self.index.query(embed_files([str(stored)])[0], K))
@@ -152,7 +152,7 @@ class ExplorerNotebook:
 
 def build_index(catalog: pd.DataFrame, vectors: np.ndarray) -> Any:
     """The index the notebook builds (same call, same arguments)."""
-    from fashion_utils.similarity import SimilarityIndex
+    from fashion_utils.recommend.similarity import SimilarityIndex
 
     return SimilarityIndex(catalog["id"], vectors, metadata=catalog[["id", "articleType", "masterCategory"]])
 
@@ -165,8 +165,8 @@ NOTEBOOK_CELLS = [
              "import numpy as np\n"
              "import pandas as pd\n"
              "from IPython.display import display\n"
-             "from fashion_utils.similarity import SimilarityIndex\n"
-             "from fashion_utils.explorer import RecommendationExplorer"),
+             "from fashion_utils.recommend.similarity import SimilarityIndex\n"
+             "from fashion_utils.views.explorer import RecommendationExplorer"),
     ("code", "catalog = pd.read_csv({csv!r}, dtype=str)\n"
              "vectors = np.load({npy!r})\n"
              "index = SimilarityIndex(catalog['id'], vectors,\n"
@@ -552,7 +552,7 @@ def centre_pixel(path: str, size: int) -> tuple[int, int, int]:
 
     from PIL import Image
 
-    from fashion_utils.widgets import png_thumbnail
+    from fashion_utils.views.widgets import png_thumbnail
 
     with Image.open(io.BytesIO(png_thumbnail(str(path), size))) as img:
         rgb = img.convert("RGB")
@@ -595,8 +595,8 @@ SCALE_NOTEBOOK_CELLS = [
     ("code", "import numpy as np\n"
              "import pandas as pd\n"
              "from IPython.display import display\n"
-             "from fashion_utils.explorer import RecommendationExplorer\n"
-             "from fashion_utils.similarity import SimilarityIndex"),
+             "from fashion_utils.views.explorer import RecommendationExplorer\n"
+             "from fashion_utils.recommend.similarity import SimilarityIndex"),
     ("code", "catalog = pd.read_csv('catalog.csv', dtype=str)\n"
              "index = SimilarityIndex(catalog['id'], np.load('vectors.npy'),\n"
              "                        metadata=catalog.drop(columns=['image_path']))\n"
@@ -616,7 +616,7 @@ class ScaleNotebook:
 
     @cached_property
     def index(self) -> Any:
-        from fashion_utils.similarity import SimilarityIndex
+        from fashion_utils.recommend.similarity import SimilarityIndex
 
         return SimilarityIndex(self.catalog["id"], np.load(self.vectors_path),
                                metadata=self.catalog.drop(columns=["image_path"]))
@@ -627,10 +627,10 @@ def write_scale_notebook(folder: Path, *, images_dir: Path, n: int, dim: int = 1
     ``styles.csv``), ``dim``-d synthetic CNN-like vectors, and a notebook showing the explorer."""
     import nbformat
 
-    from fashion_utils.bench.recommender import synthetic_embeddings
+    from fashion_utils.tools.bench.recommender import synthetic_embeddings
 
     folder = Path(folder)
-    from fashion_utils.csv_rows import read_csv_rows
+    from fashion_utils.catalog.csv_rows import read_csv_rows
 
     read = read_csv_rows(images_dir / "styles.csv")  # the package's reader: stray commas repaired
     styles = pd.DataFrame([fields for _, fields in read.rows], columns=read.header).head(n)

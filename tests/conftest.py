@@ -364,7 +364,7 @@ def build_csv_catalog(root: Path, *, n_per_class: int = 15, image_size: int = 32
 def run_quick_study(root: Path, parameters: dict) -> list[Path]:
     """Execute every notebook in quick mode with ``parameters``, writing under ``root`` (the
     kernels inherit ``FASHION_OUTPUT_ROOT``); returns the executed notebooks, in order."""
-    from fashion_utils import runner
+    from fashion_utils.tools import runner
 
     patch = pytest.MonkeyPatch()
     patch.setenv("FASHION_OUTPUT_ROOT", str(root))
@@ -391,7 +391,7 @@ def notebook_style():
     """The notebooks' plot style (``plots.set_style``: dpi, theme) for one test, undone after."""
     import matplotlib
 
-    from fashion_utils import plots
+    from fashion_utils.views import plots
 
     with matplotlib.rc_context():
         plots.set_style()
@@ -421,7 +421,7 @@ def explorer_data(tmp_path):
     (metadata: articleType and gender): the explorer's and the figure views' catalog."""
     import pandas as pd
 
-    from fashion_utils.similarity import SimilarityIndex
+    from fashion_utils.recommend.similarity import SimilarityIndex
 
     rng = np.random.default_rng(0)
     rows, vectors = [], []

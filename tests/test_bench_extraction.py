@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fashion_utils.bench import extraction
+from fashion_utils.tools.bench import extraction
 
 
 def _result() -> dict:

@@ -1,4 +1,4 @@
-"""``python -m fashion_utils.bench``: sections, the results file and the README switch."""
+"""``python -m fashion_utils.tools.bench``: sections, the results file and the README switch."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from fashion_utils.bench import __main__ as cli
-from fashion_utils.bench import scale
+from fashion_utils.tools.bench import __main__ as cli
+from fashion_utils.tools.bench import scale
 
 
 def test_main_runs_the_sections_asked_for_and_writes_json(tmp_path, monkeypatch, capsys):
@@ -87,7 +87,7 @@ def test_training_options_go_to_the_training_section(tmp_path, monkeypatch):
 
 
 def test_the_module_runs_from_the_command_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "fashion_utils.bench", "--help"], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", "fashion_utils.tools.bench", "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0
     for option in ("extraction", "--sizes", "--out", "--no-readme", "--subset-only", "--no-small",

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from fashion_utils.bench import measure
+from fashion_utils.tools.bench import measure
 
 MIB = 2**20
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from fashion_utils import config
-from fashion_utils.atomic import save_npy_atomic, write_json_atomic, write_text_atomic
-from fashion_utils.bench import recommender
-from fashion_utils.similarity import SimilarityIndex
+from fashion_utils.tools.bench import recommender
+from fashion_utils.recommend.similarity import SimilarityIndex
+from fashion_utils.vision import features
 
 
 def test_synthetic_embeddings_are_the_same_in_any_slice():
@@ -44,14 +44,6 @@ def test_bench_recommender_runs_small(tmp_path):
     assert set(json.loads(out.read_text())) == {"recommend"}  # no machine key, as before
 
 
-def test_query_latency_needs_query_ids():
-    index = SimilarityIndex(["a", "b", "c"], np.eye(3))
-    stats = recommender.query_latency(index, ["a", "b"], k=1)
-    assert set(stats) == {"p50_ms", "p90_ms", "mean_ms"} and stats["p50_ms"] > 0
-    with pytest.raises(ValueError, match="at least one query id"):
-        recommender.query_latency(index, [])
-
-
 @pytest.mark.parametrize("kwargs, match", [
     (dict(vectors="mine"), "vectors must be an array, None or 'auto'. Received: vectors='mine'"),
     (dict(n_queries=0), "n_queries must be an integer >= 1. Received: n_queries=0"),
@@ -63,25 +55,26 @@ def test_bench_recommender_rejects_bad_options(kwargs, match):
                                          **kwargs})
 
 
-def _fake_cache(folder, n: int, *, model_key: str, image_size: int) -> np.ndarray:
-    """A finished feature cache written the way ``extract_embeddings`` leaves one."""
+def _fake_store(cache_dir, n: int, *, model_key: str, image_size: int) -> np.ndarray:
+    """A shard of ``n`` vectors in a store, written by the writers ``extract_embeddings`` uses."""
     vectors = np.random.default_rng(n).standard_normal((n, 4)).astype(np.float32)
-    write_text_atomic(folder / "ids.txt", "\n".join(str(i) for i in range(n)) + "\n")
-    save_npy_atomic(folder / "features.npy", vectors)
-    write_json_atomic(folder / "meta.json", {"model_key": model_key, "image_size": image_size,
-                                             "n": n, "dim": 4})
+    folder = features.store_folder(cache_dir, model_key=model_key, image_size=image_size)
+    folder.mkdir(parents=True, exist_ok=True)
+    features._store_meta(folder, model_key=model_key, image_size=image_size, letterbox=False)
+    features._write_shard(folder, [f"{model_key}-{n}-{i}" for i in range(n)], vectors, 1.0)
     return vectors
 
 
-def test_auto_vectors_are_the_largest_default_feature_cache(output_root):
-    """``vectors="auto"`` picks the biggest cache of the default backbone and size only."""
-    features = config.get_paths().features
+def test_auto_vectors_are_every_image_of_the_default_feature_store(output_root):
+    """``vectors="auto"`` reads the store of the default backbone and size only, every shard."""
+    cache_dir = config.get_paths().features
     size, key = config.DEFAULT_IMAGE_SIZE, config.DEFAULT_BACKBONE
-    _fake_cache(features / "small", 20, model_key=key, image_size=size)
-    big = _fake_cache(features / "big", 30, model_key=key, image_size=size)
-    _fake_cache(features / "other-size", 50, model_key=key, image_size=size + 1)
-    _fake_cache(features / "other-model", 60, model_key="vgg16", image_size=size)
-    np.testing.assert_array_equal(recommender._cached_catalog_features(), big)
+    first = _fake_store(cache_dir, 20, model_key=key, image_size=size)
+    second = _fake_store(cache_dir, 30, model_key=key, image_size=size)
+    _fake_store(cache_dir, 50, model_key=key, image_size=size + 1)
+    _fake_store(cache_dir, 60, model_key="vgg16", image_size=size)
+    np.testing.assert_array_equal(recommender._cached_catalog_features(),
+                                  np.vstack([first, second]))
     result = recommender.bench_recommender(n_small=25, n_large=0, n_queries=5, log=lambda _: None)
     assert result["exact"]["data"] == "real embeddings"
     assert (result["exact"]["n"], result["exact"]["dim"]) == (25, 4)  # cut to n_small
@@ -94,10 +87,10 @@ def test_auto_vectors_fall_back_to_synthetic_without_a_cache(output_root):
     assert result["exact"]["data"] == "synthetic" and result["exact"]["n"] == 300
 
 
-def test_index_stage_reads_a_feature_cache_folder(tmp_path):
-    """``measure_index`` opens the cache through ``features.open_feature_cache``."""
-    folder = tmp_path / "efficientnet_lite0_32px_50_0123456789abcdef"
-    _fake_cache(folder, 50, model_key="efficientnet_lite0", image_size=32)
+def test_index_stage_reads_a_feature_store_folder(tmp_path):
+    """``measure_index`` opens the store through ``features.open_feature_store``."""
+    _fake_store(tmp_path, 50, model_key="efficientnet_lite0", image_size=32)
+    folder = features.store_folder(tmp_path, model_key="efficientnet_lite0", image_size=32)
     res = recommender.measure_index(feature_cache=str(folder), n_queries=5, k=3)
     assert (res["n"], res["dim"], res["n_queries"], res["k"]) == (50, 4, 5, 3)
     assert res["query_p50_ms"] > 0 and res["index_mib"] >= 0

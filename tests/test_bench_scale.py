@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fashion_utils.bench import scale
+from fashion_utils.tools.bench import scale
 
 
 def test_bench_scale_plumbing_on_a_tiny_catalog(tmp_path):

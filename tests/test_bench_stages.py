@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from fashion_utils.bench import stages, synthetic
-from fashion_utils.bench.measure import run_isolated
+from fashion_utils.tools.bench import stages, synthetic
+from fashion_utils.tools.bench.measure import run_isolated
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_stages_run_isolated_report_their_own_peak_rss(tiny_synthetic, tmp_path)
 def test_the_stage_module_imports_no_tensorflow():
     """A spawned stage imports this module to find its function: TensorFlow (or the index)
     imported there would count in the light stages' peak RSS."""
-    code = ("import sys, fashion_utils.bench.stages; "
+    code = ("import sys, fashion_utils.tools.bench.stages; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'faiss') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=300)

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from fashion_utils.atomic import temporary_dir_for
-from fashion_utils.bench import synthetic
-from fashion_utils.data import load_catalog
+from fashion_utils.tools.bench import synthetic
+from fashion_utils.catalog.data import load_catalog
 
 
 @pytest.fixture

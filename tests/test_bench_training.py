@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fashion_utils import config, data, splits
-from fashion_utils.bench import training
+from fashion_utils import config
+from fashion_utils.catalog import data, splits
+from fashion_utils.tools.bench import training
 
 from conftest import build_kaggle_dir
 

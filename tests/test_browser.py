@@ -289,7 +289,7 @@ def test_pick_time_in_voila(browser: Any, tmp_path_factory: pytest.TempPathFacto
     with 1280-d vectors; each pick's captions must show the right product and top 5. Timings
     (the page's own clock) go to FASHION_PICK_TIMINGS when set; the 300 ms goal is judged by
     the benchmark (`make bench BENCH=explorer`), not here."""
-    from fashion_utils.bench.synthetic import FULL_SIZE, SMALL_SIZE, bench_dir, make_synthetic_kaggle_catalog
+    from fashion_utils.tools.bench.synthetic import FULL_SIZE, SMALL_SIZE, bench_dir, make_synthetic_kaggle_catalog
 
     size = FULL_SIZE if PICK_FULL_SIZE else SMALL_SIZE
     made = PICK_ITEMS + PICK_ITEMS // 20 + 10  # some rows have unrepairable commas

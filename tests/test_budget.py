@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fashion_utils import budget, config, runner
+from fashion_utils import config
+from fashion_utils.tools import budget, runner
 
 
 def _numbers(plan):

@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fashion_utils import config, data, image_files, notebook, runner, sampling
+from fashion_utils import config, notebook
+from fashion_utils.catalog import data, image_files, sampling
+from fashion_utils.tools import runner
 
 from conftest import build_csv_catalog, build_folder_catalog, code_outputs, run_quick_study
 

@@ -1,4 +1,4 @@
-"""Tests for fashion_utils.data: catalog loaders, the image check and its cache, Fashion-MNIST."""
+"""Tests for fashion_utils.catalog.data: catalog loaders, the image check and its cache, Fashion-MNIST."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import data, fashion_mnist, image_files
+from fashion_utils.catalog import data, fashion_mnist, image_files
 
 KEPT = ["1001", "1002", "1003", "1004", "1005", "1010", "1011", "1012", "1013", "1014"]
 EXCLUDED = [  # (id, reason or reason prefix), in file order

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from fashion_utils import distributed, search_data
+from fashion_utils.tools import distributed, search_data
 
 DIM, CLASSES = 8, 3
 MAX_TRIALS = 6

@@ -11,7 +11,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from fashion_utils import eda, plots  # noqa: E402
+from fashion_utils.catalog import eda
+from fashion_utils.views import plots
 
 from conftest import saved_pixels  # noqa: E402
 

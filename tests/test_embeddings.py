@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fashion_utils import embeddings
+from fashion_utils.recommend import embeddings
 
 
 def test_file_embedder_is_embed_image_files_bound_to_a_model(monkeypatch):

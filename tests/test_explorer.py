@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import image_files, rerank
-from fashion_utils.explorer import ALL, ANY, RecommendationExplorer, attribute_columns
-from fashion_utils.similarity import SimilarityIndex
+from fashion_utils.catalog import image_files
+from fashion_utils.recommend import rerank
+from fashion_utils.views.explorer import ALL, ANY, RecommendationExplorer, attribute_columns
+from fashion_utils.recommend.similarity import SimilarityIndex
 
 matplotlib.use("Agg")
 

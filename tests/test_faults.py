@@ -84,13 +84,13 @@ def _no_temporaries(folder: Path) -> list[Path]:
 
 EXTRACT = r"""
 import json, sys, time
-from fashion_utils import features
+from fashion_utils.vision import features
 args = json.load(open(sys.argv[1]))
-real = features.save_npy_atomic
-def slow(path, array):  # widen the window: a chunk every ~0.1 s
+real = features._write_shard
+def slow(*a):  # widen the window: a shard every ~0.1 s
     time.sleep(0.1)
-    return real(path, array)
-features.save_npy_atomic = slow
+    return real(*a)
+features._write_shard = slow
 import keras
 def factory():
     inputs = keras.Input((None, None, 3))
@@ -111,7 +111,7 @@ def _mean_colour():
 
 
 def test_feature_extraction_killed_anywhere_resumes_to_the_same_features(tmp_path):
-    from fashion_utils import features
+    from fashion_utils.vision import features
 
     paths = [str(write_image(tmp_path / "img" / f"{i}.png", size=(20, 20), seed=i))
              for i in range(96)]
@@ -135,8 +135,10 @@ def test_feature_extraction_killed_anywhere_resumes_to_the_same_features(tmp_pat
         tally["resumed"] += 1
         tally["identical"] += bool(np.allclose(again, reference, atol=1e-4))
         [folder] = [p for p in cache.iterdir() if p.is_dir()]
-        assert sorted(p.name for p in folder.iterdir()) == ["features.npy", "ids.txt",
-                                                            "meta.json"]
+        assert {p.name for p in folder.iterdir()} - {p.name for p in folder.glob(
+            features.SHARD_GLOB)} == {features.STORE_FILE}
+        summary = features.store_summary(cache).iloc[0]
+        assert summary.distinct_images == len(ids)  # every image stored, none lost
         assert not _no_temporaries(cache)
     print("feature extraction kills:", tally)
     assert tally["identical"] == tally["resumed"] == tally["tried"] == KILLS
@@ -147,7 +149,8 @@ def test_feature_extraction_killed_anywhere_resumes_to_the_same_features(tmp_pat
 
 SEARCH = r"""
 import json, sys
-from fashion_utils import search_data, tuning
+from fashion_utils.tools import search_data
+from fashion_utils.training import tuning
 args = json.load(open(sys.argv[1]))
 d = search_data.synthetic_search_data(n=160, dim=8, num_classes=3, seed=0)
 hm = tuning.make_hypermodel(8, 3, seed=1)
@@ -161,7 +164,8 @@ print("DONE", flush=True)
 
 
 def test_a_tuner_search_killed_anywhere_resumes_without_losing_or_repeating_a_trial(tmp_path):
-    from fashion_utils import search_data, tuning
+    from fashion_utils.training import tuning
+    from fashion_utils.tools import search_data
 
     data = search_data.synthetic_search_data(n=160, dim=8, num_classes=3, seed=0)
     hm = tuning.make_hypermodel(8, 3, seed=1)
@@ -191,7 +195,7 @@ def test_a_tuner_search_killed_anywhere_resumes_without_losing_or_repeating_a_tr
 
 SMALL_MODEL = r"""
 import keras
-from fashion_utils import models
+from fashion_utils.vision import models
 def small_model():
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Resizing(16, 16)(inputs)
@@ -213,7 +217,7 @@ print("DONE", flush=True)
 
 
 def test_a_model_save_killed_anywhere_leaves_a_loadable_file(tmp_path):
-    from fashion_utils import models
+    from fashion_utils.vision import models
 
     scope: dict = {}
     exec(SMALL_MODEL, scope)  # the same model, built here
@@ -249,7 +253,7 @@ for i in range(400):
 RUN = r"""
 import json, sys
 from pathlib import Path
-from fashion_utils import runner
+from fashion_utils.tools import runner
 args = json.load(open(sys.argv[1]))
 print("READY", flush=True)
 runner.run_notebooks(parameters={"OUT": args["out"]}, notebooks_dir=Path(args["src"]),
@@ -286,7 +290,7 @@ def test_a_notebook_run_killed_anywhere_reruns_and_leaves_nothing_half_written(t
         if (out / "features.npy").exists():
             intact &= np.load(out / "features.npy").shape == (300, 64)
         tally["intact"] += intact
-    from fashion_utils import runner
+    from fashion_utils.tools import runner
 
     runner.run_notebooks(parameters={"OUT": str(out)}, notebooks_dir=src,
                          output_dir=tmp_path / "executed", html=False)

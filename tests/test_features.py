@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import features
+from fashion_utils.vision import features
 
 
 def _write_images(folder, n, *, mode="L", size=(28, 28), ext="png"):
@@ -80,108 +80,147 @@ def test_extract_matches_reference_and_keeps_order(images, tmp_path):
     np.testing.assert_allclose(feats, _reference(images, 28), atol=1e-3)
 
 
-def test_cache_is_reused_and_keyed_by_ids_model_and_size(images, tmp_path):
+def _passes(cache_dir) -> dict[str, tuple[int, int]]:
+    """Forward passes and distinct images per store."""
+    table = features.store_summary(cache_dir)
+    return {row.store: (row.forward_passes, row.distinct_images) for row in table.itertuples()}
+
+
+def test_each_image_goes_through_the_model_once_whatever_the_id_list(images, tmp_path):
     ids = [str(i) for i in range(len(images))]
-    kw = dict(image_size=28, cache_dir=tmp_path / "cache", batch_size=8, chunk_size=8, progress=False)
+    kw = dict(image_size=28, cache_dir=tmp_path / "cache", batch_size=8, chunk_size=8,
+              progress=False)
     factory = CountingFactory()
     _, first = features.extract_embeddings(ids, images, model_factory=factory, model_key="m", **kw)
     _, again = features.extract_embeddings(ids, images, model_factory=factory, model_key="m", **kw)
-    assert factory.calls == 1  # served from cache
+    # another order, other ids, a subset: the same files, so the same vectors, no model built
+    _, backwards = features.extract_embeddings([f"x{i}" for i in ids[::-1]], images[::-1],
+                                               model_factory=factory, model_key="m", **kw)
+    _, some = features.extract_embeddings(ids[5:9], images[5:9], model_factory=factory,
+                                          model_key="m", **kw)
+    assert factory.calls == 1
     np.testing.assert_array_equal(first, again)
-    features.extract_embeddings(ids[::-1], images[::-1], model_factory=factory, model_key="m", **kw)
+    np.testing.assert_array_equal(backwards, first[::-1])
+    np.testing.assert_array_equal(some, first[5:9])
     features.extract_embeddings(ids, images, model_factory=factory, model_key="other", **kw)
     features.extract_embeddings(ids, images, model_factory=factory, model_key="m",
                                 **{**kw, "image_size": 16})
-    assert factory.calls == 4
-    folders = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert len(folders) == 4
+    assert factory.calls == 3
+    assert _passes(tmp_path / "cache") == {"m_16px": (23, 23), "m_28px": (23, 23),
+                                           "other_28px": (23, 23)}
 
 
-def _interrupt_after(monkeypatch, n_saves: int) -> list[str]:
-    """Make the extraction's chunk save raise KeyboardInterrupt after ``n_saves`` saves;
-    returns the names saved (the list keeps growing once the patch is replaced)."""
-    real_save, saved = features.save_npy_atomic, []
-
-    def failing_save(path, array):
-        if len(saved) == n_saves:
-            raise KeyboardInterrupt("simulated interruption")
-        saved.append(path.name)
-        real_save(path, array)
-
-    monkeypatch.setattr(features, "save_npy_atomic", failing_save)
-    return saved
+def test_one_file_under_two_ids_is_computed_once(images, tmp_path):
+    kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=8,
+              chunk_size=8, progress=False)
+    _, feats = features.extract_embeddings(["a", "b", "c"], [images[0], images[1], images[0]],
+                                           model_factory=CountingFactory(), **kw)
+    np.testing.assert_array_equal(feats[0], feats[2])
+    assert _passes(tmp_path / "cache") == {"m_28px": (2, 2)}
 
 
-def test_interrupted_run_resumes_from_finished_chunks(images, tmp_path, monkeypatch):
+def test_a_changed_file_is_computed_again(images, tmp_path):
+    """The store names a file by path, size, inode and time: new pixels, new vector."""
     ids = [str(i) for i in range(len(images))]
     kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=8,
               chunk_size=8, progress=False)
-    real_save = features.save_npy_atomic
+    features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
+    tmp = images[0] + ".new.png"
+    Image.fromarray(np.full((28, 28), 7, np.uint8), "L").save(tmp)
+    os.replace(tmp, images[0])
+    _, feats = features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
+    np.testing.assert_allclose(feats, _reference(images, 28), atol=1e-3)
+    np.testing.assert_allclose(feats[0], [14.0, 14.0, 14.0], atol=1e-3)
+    assert _passes(tmp_path / "cache") == {"m_28px": (24, 24)}
+
+
+def _interrupt_after(monkeypatch, n_saves: int) -> list[int]:
+    """Make the extraction's shard write raise KeyboardInterrupt after ``n_saves`` writes;
+    returns the rows of each shard written (the list keeps growing once the patch is replaced)."""
+    real_write, saved = features._write_shard, []
+
+    def failing_write(folder, keys, rows, seconds):
+        if len(saved) == n_saves:
+            raise KeyboardInterrupt("simulated interruption")
+        saved.append(len(keys))
+        return real_write(folder, keys, rows, seconds)
+
+    monkeypatch.setattr(features, "_write_shard", failing_write)
+    return saved
+
+
+def test_interrupted_run_resumes_from_finished_shards(images, tmp_path, monkeypatch):
+    ids = [str(i) for i in range(len(images))]
+    kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=8,
+              chunk_size=8, progress=False)
+    real_write = features._write_shard
     saved = _interrupt_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
-    folder = next((tmp_path / "cache").iterdir())
-    assert sorted(p.name for p in folder.glob("chunk_*.npy")) == ["chunk_00000.npy", "chunk_00001.npy"]
-    assert not (folder / "features.npy").exists()  # no half-written result
+    folder = features.store_folder(tmp_path / "cache", model_key="m", image_size=28)
+    assert len(list(folder.glob(features.SHARD_GLOB))) == 2 and saved == [8, 8]
+    assert not list(folder.glob(".*tmp*"))  # nothing half-written
 
-    monkeypatch.setattr(features, "save_npy_atomic", lambda p, a: (saved.append(p.name), real_save(p, a)))
+    monkeypatch.setattr(features, "_write_shard",
+                        lambda *a: (saved.append(len(a[1])), real_write(*a))[1])
     saved.clear()
     _, feats = features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
-    assert saved == ["chunk_00002.npy"]  # only the missing chunk was computed
+    assert saved == [7]  # only the images not yet stored were computed
     np.testing.assert_allclose(feats, _reference(images, 28), atol=1e-3)
-    assert not list(folder.glob("chunk_*.npy")) and not list(folder.glob(".*tmp*"))
+    assert _passes(tmp_path / "cache") == {"m_28px": (23, 23)}
 
 
 @pytest.mark.parametrize("first, second", [(8, 4), (4, 8), (8, 16)])
-def test_a_resume_with_another_chunk_size_never_reuses_misaligned_chunks(
+def test_a_resume_with_another_chunk_size_gives_the_same_features(
         images, tmp_path, monkeypatch, first, second):
     """Issue 15: chunk files of 8 rows were reused as chunks of 4 (rows shifted, zeros)."""
     ids = [str(i) for i in range(len(images))]
     kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=4,
               progress=False)
-    real_save = features.save_npy_atomic
+    real_write = features._write_shard
     _interrupt_after(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         features.extract_embeddings(ids, images, model_factory=CountingFactory(),
                                     chunk_size=first, **kw)
-    monkeypatch.setattr(features, "save_npy_atomic", real_save)
-    with pytest.warns(UserWarning, match=r"discarded 1 unfinished chunk\(s\)"):
-        _, feats = features.extract_embeddings(ids, images, model_factory=CountingFactory(),
-                                               chunk_size=second, **kw)
+    monkeypatch.setattr(features, "_write_shard", real_write)
+    _, feats = features.extract_embeddings(ids, images, model_factory=CountingFactory(),
+                                           chunk_size=second, **kw)
     np.testing.assert_allclose(feats, _reference(images, 28), atol=1e-3)
-    folder = next((tmp_path / "cache").iterdir())
-    assert sorted(p.name for p in folder.iterdir()) == ["features.npy", "ids.txt", "meta.json"]
+    assert _passes(tmp_path / "cache") == {"m_28px": (23, 23)}
 
 
-def test_a_chunk_of_the_wrong_shape_is_deleted_and_named(images, tmp_path):
+@pytest.mark.parametrize("damage", ["garbage", "rows"])
+def test_a_damaged_shard_is_deleted_named_and_its_images_computed_again(images, tmp_path,
+                                                                         damage):
     ids = [str(i) for i in range(len(images))]
     kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=8,
               chunk_size=8, progress=False)
-    folder = tmp_path / "cache" / features.cache_key("m", 28, ids)
-    folder.mkdir(parents=True)
-    (folder / "chunks.json").write_text('{"n": 23, "chunk_size": 8}')
-    np.save(folder / "chunk_00001.npy", np.zeros((5, 3), np.float32))  # 5 rows, not 8
-    with pytest.raises(ValueError, match=r"chunk_00001.npy has shape \(5, 3\).*8 rows"):
-        features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
-    assert not (folder / "chunk_00001.npy").exists() and not (folder / "features.npy").exists()
-    _, feats = features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
+    features.extract_embeddings(ids, images, model_factory=CountingFactory(), **kw)
+    folder = features.store_folder(tmp_path / "cache", model_key="m", image_size=28)
+    shard = sorted(folder.glob(features.SHARD_GLOB))[1]
+    if damage == "garbage":
+        shard.write_bytes(b"not a shard")
+    else:  # 5 rows for 8 keys
+        with np.load(shard) as z:
+            keys = z["keys"]
+        np.savez(shard, keys=keys, features=np.zeros((5, 3), np.float32), seconds=1.0)
+    with pytest.warns(UserWarning, match=rf"{shard.name} could not be used.*deleted"):
+        _, feats = features.extract_embeddings(ids, images, model_factory=CountingFactory(),
+                                               **kw)
+    assert not shard.exists()
     np.testing.assert_allclose(feats, _reference(images, 28), atol=1e-3)
 
 
-def test_an_undecodable_image_is_named_and_finished_chunks_are_kept(images, tmp_path):
+def test_an_undecodable_image_is_named_and_finished_shards_are_kept(images, tmp_path):
     ids = [str(i) for i in range(len(images))]
     broken = tmp_path / "img" / "broken.png"
     broken.write_bytes(b"not an image at all")
     paths = images[:-1] + [str(broken)]
     kw = dict(model_key="m", image_size=28, cache_dir=tmp_path / "cache", batch_size=8,
               chunk_size=8, progress=False)
-    with pytest.raises(ValueError, match=r"Cannot decode 1 image file\(s\) of ids 16-22.*"
-                                         r"broken.png"):
+    with pytest.raises(ValueError, match=r"Cannot decode 1 image file\(s\).*broken.png"):
         features.extract_embeddings(ids, paths, model_factory=CountingFactory(), **kw)
-    folder = next((tmp_path / "cache").iterdir())
-    assert sorted(p.name for p in folder.glob("chunk_*.npy")) == ["chunk_00000.npy",
-                                                                   "chunk_00001.npy"]
-    assert not (folder / "features.npy").exists()
+    assert _passes(tmp_path / "cache") == {"m_28px": (16, 16)}
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -242,13 +281,14 @@ def test_dct_scaled_decode_matches_full_decode(tmp_path):
     assert fast.shape == full.shape == (96, 96, 3)
     assert np.abs(fast - full).mean() < 2.0  # of 255
     assert np.abs(fast - full).max() < 40
-    from fashion_utils.image_files import read_image_rgb
+    from fashion_utils.catalog.image_files import read_image_rgb
 
     pil_fast = read_image_rgb(path, size=96).astype(np.float32)
     assert np.abs(pil_fast - full).mean() < 3.0
 
 
-def test_the_finished_cache_and_its_seconds_are_read_without_extracting(tmp_path, make_image):
+def test_the_stored_features_and_their_seconds_are_read_without_extracting(tmp_path,
+                                                                          make_image):
     catalog = pd.DataFrame({"id": [1, 2, 3], "image_path": [
         str(make_image(tmp_path / f"{i}.png", seed=i)) for i in range(3)]})
     options = dict(image_size=32, cache_dir=tmp_path / "cache", weights=None)
@@ -258,22 +298,25 @@ def test_the_finished_cache_and_its_seconds_are_read_without_extracting(tmp_path
         features.finished_feature_cache(catalog, "efficientnet_lite0", **options)
     ids, feats = features.extract_features(catalog, "efficientnet_lite0", progress=False,
                                            **options)
-    (cache,) = features.find_feature_caches(tmp_path / "cache")
-    # read back without extracting: the same rows, in the catalog's order
+    # read back without extracting: the same rows, in the catalog's order, any subset too
     read = features.finished_feature_cache(catalog, "efficientnet_lite0", **options)
-    assert read.folder == cache.folder and list(read.ids) == ["1", "2", "3"] == list(ids)
+    assert list(read.ids) == ["1", "2", "3"] == list(ids)
     np.testing.assert_array_equal(read.features, feats)
-    with pytest.raises(FileNotFoundError):  # the ImageNet weights' cache: never extracted
+    part = features.finished_feature_cache(catalog.iloc[[2, 0]], "efficientnet_lite0", **options)
+    np.testing.assert_array_equal(part.features, feats[[2, 0]])
+    with pytest.raises(FileNotFoundError, match="for 1 of 4"):  # one image never extracted
+        features.finished_feature_cache(pd.concat([catalog, pd.DataFrame(
+            {"id": [9], "image_path": [str(make_image(tmp_path / "9.png", seed=9))]})]),
+            "efficientnet_lite0", **options)
+    with pytest.raises(FileNotFoundError):  # the ImageNet weights' store: never extracted
         features.finished_feature_cache(catalog, "efficientnet_lite0",
                                         **{**options, "weights": "imagenet"})
+    (store,) = features.find_feature_stores(tmp_path / "cache")
     seconds = features.extraction_seconds(catalog, "efficientnet_lite0", **options)
-    assert seconds == cache.meta["seconds"] > 0
-    with pytest.raises(FileNotFoundError):  # another size, another cache: none
+    assert seconds == pytest.approx(features.open_feature_store(store).seconds) and seconds > 0
+    assert part.seconds == pytest.approx(seconds * 2 / 3)  # a shard's time shared by its rows
+    with pytest.raises(FileNotFoundError):  # another size, another store: none
         features.extraction_seconds(catalog, "efficientnet_lite0", **{**options, "image_size": 64})
-    meta = cache.folder / features.META_FILE
-    meta.write_text(json.dumps({k: v for k, v in cache.meta.items() if k != "seconds"}))
-    with pytest.raises(ValueError, match="recorded no extraction time"):
-        features.extraction_seconds(catalog, "efficientnet_lite0", **options)
 
 
 def test_a_phone_photo_is_predicted_as_the_same_photo_taken_upright(tmp_path):

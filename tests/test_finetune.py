@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from fashion_utils import config, evaluation, finetune, provenance
+from fashion_utils import config, evaluation, provenance
+from fashion_utils.training import finetune
 
 
 def test_the_plan_fills_the_time_cap_with_pixels_then_epochs():
@@ -97,8 +98,8 @@ def test_the_plan_reuses_the_first_targets_probe(tmp_path):
 @pytest.mark.slow  # builds the Lite0 architecture (random weights): ~5-10 s
 def test_the_frozen_backbone_candidate_predicts_from_files_what_its_head_predicts_on_features(
         tmp_path, make_image):
-    from fashion_utils import features, models
-    from fashion_utils.backbones import feature_dim
+    from fashion_utils.vision import features, models
+    from fashion_utils.vision.backbones import feature_dim
 
     names = ["dark", "light", "mid"]
     paths = [str(make_image(tmp_path / f"{i}.png", size=(40, 30), seed=i)) for i in range(5)]
@@ -119,7 +120,7 @@ def test_the_frozen_backbone_candidate_predicts_from_files_what_its_head_predict
     assert all(np.array_equal(a, b) for a, b in zip(before, head.get_weights()))
     assert not any(w.trainable for w in backbone.weights)
 
-    summary = result.summary()
+    summary = result.row()
     assert summary["recipe"] == "frozen backbone" and summary["epochs_run"] == 0
     assert summary["trainable_params"] == 0 and summary["best_val_accuracy"] == 0.75
     assert result.curve() == {"minutes": [1.5], "val_accuracy": [0.75]}
@@ -128,8 +129,8 @@ def test_the_frozen_backbone_candidate_predicts_from_files_what_its_head_predict
 @pytest.mark.slow  # builds the Lite0 architecture (random weights): ~5-10 s
 def test_the_refit_candidate_keeps_the_backbone_and_predicts_with_the_refit_head(
         tmp_path, make_image):
-    from fashion_utils import features, models
-    from fashion_utils.backbones import feature_dim
+    from fashion_utils.vision import features, models
+    from fashion_utils.vision.backbones import feature_dim
 
     names = ["dark", "light", "mid"]
     paths = [str(make_image(tmp_path / f"{i}.png", size=(40, 30), seed=i)) for i in range(5)]
@@ -160,7 +161,7 @@ def test_the_refit_candidate_keeps_the_backbone_and_predicts_with_the_refit_head
     assert all(np.array_equal(a, b) for a, b in zip(before, refit_head.get_weights()))
     assert models.class_names_of(loaded) == names and models.model_image_size(loaded) == 32
     # what validation saw stays the candidate's; the refit is recorded
-    summary = refit.summary()
+    summary = refit.row()
     assert summary["refit_images"] == 45 and summary["train_images"] == 40
     assert summary["best_val_accuracy"] == 0.75 and summary["epochs_run"] == 0
     assert summary["model_path"] == str(tmp_path / "refit.keras")
@@ -184,7 +185,7 @@ def test_the_refit_candidate_keeps_the_backbone_and_predicts_with_the_refit_head
     ({"seconds": 0}, "seconds=0"), ({"train_images": 0}, "train_images=0"),
     ({"class_names": ["a", "b"]}, "3 outputs but 2 class names")])
 def test_a_bad_frozen_candidate_input_is_named(bad, match, tmp_path):
-    from fashion_utils import models
+    from fashion_utils.vision import models
 
     options = dict(backbone_name="efficientnet_lite0", class_names=["a", "b", "c"], image_size=32,
                    model_path=tmp_path / "frozen.keras", val_accuracy=0.5, seconds=1.0,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_utils import image_files
-from fashion_utils.image_files import id_to_stem, stem_to_id
+from fashion_utils.catalog import image_files
+from fashion_utils.catalog.image_files import id_to_stem, stem_to_id
 
 from conftest import upright_picture, write_image, write_phone_jpeg
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fashion_utils import markdown
+from fashion_utils.tools import markdown
 
 
 def test_markdown_table_formats_numbers_and_escapes_pipes():

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import models
+from fashion_utils.vision import models
 
 CLASSES = ["Apparel", "Footwear", "Accessories"]
 
@@ -128,7 +128,7 @@ def test_save_load_predict_images_round_trip(end_to_end, image_files, tmp_path):
 
 @pytest.mark.slow  # builds the real Lite0 architecture (random weights): ~5-10 s
 def test_round_trip_with_a_real_backbone_architecture(image_files, tmp_path):
-    from fashion_utils.backbones import feature_dim, load_backbone
+    from fashion_utils.vision.backbones import feature_dim, load_backbone
 
     backbone = load_backbone("efficientnet_lite0", image_size=32, weights=None)
     head = models.build_classifier_head(feature_dim("efficientnet_lite0"), 3)

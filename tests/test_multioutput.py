@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fashion_utils import multioutput as mo
-from fashion_utils.data import load_catalog
+from fashion_utils.training import multioutput as mo
+from fashion_utils.catalog.data import load_catalog
 
 KAGGLE_COLUMNS = ["id", "gender", "masterCategory", "subCategory", "articleType", "baseColour",
                   "season", "year", "usage", "productDisplayName"]
@@ -190,7 +190,7 @@ def test_train_rejects_mismatched_or_half_given_inputs():
 
 
 def test_end_to_end_model_predicts_image_files(tiny_kaggle_dir):
-    from fashion_utils.backbones import load_backbone
+    from fashion_utils.vision.backbones import load_backbone
 
     catalog, _ = load_catalog(tiny_kaggle_dir)
     encoders = mo.fit_label_encoders(catalog, ["masterCategory", "gender"])
@@ -202,7 +202,7 @@ def test_end_to_end_model_predicts_image_files(tiny_kaggle_dir):
     assert tuple(out["gender"].shape) == (1, 2)
     names = {layer.name: layer.class_names for layer in model.layers if hasattr(layer, "class_names")}
     assert names["masterCategory_class_names"] == list(encoders["masterCategory"].classes)
-    table = mo.predict_image_files(model, catalog["image_path"][:3], encoders=encoders, image_size=32)
+    table = mo.predict_attributes(model, catalog["image_path"][:3], encoders=encoders, image_size=32)
     assert len(table) == 3 and set(table["masterCategory"]) <= set(encoders["masterCategory"].classes)
     with pytest.raises(ValueError, match="differ from the encoders"):
         mo.build_multi_output_end_to_end(backbone, head, encoders={"gender": encoders["gender"]}, image_size=32)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_utils import near_duplicates as nd
+from fashion_utils.recommend import near_duplicates as nd
 
 from conftest import write_image
 
@@ -132,7 +132,7 @@ def test_evaluation_with_collapse_counts_distinct_products_only():
     the copies count once and the query's own copies never."""
     import pandas as pd
 
-    from fashion_utils import retrieval
+    from fashion_utils.recommend import retrieval
 
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((2, 8))

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fashion_utils import config, evaluation, notebook, provenance, runner
+from fashion_utils import config, evaluation, notebook, provenance
+from fashion_utils.tools import runner
 
 NOTEBOOK_NAMES = sorted(notebook.NOTEBOOKS)
 MODES = [False, True]
@@ -187,8 +188,8 @@ def test_run_names(name, target, expected, output_root):
 
 @pytest.mark.parametrize("target, expected", [
     (None, "x"), (config.DEFAULT_TARGET, "x"), ("articleType", "x-articleType")])
-def test_run_name_function(target, expected):
-    assert notebook.run_name("x", target=target) == expected
+def test_run_names_follow_the_target(target, expected):
+    assert config.named_for_target("x", target=target) == expected
 
 
 # --------------------------------------------------------------------------- the timer

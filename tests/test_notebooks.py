@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fashion_utils import budget, config, runner
+from fashion_utils import config
+from fashion_utils.tools import budget, runner
 
 pytestmark = pytest.mark.notebooks
 
@@ -25,7 +26,7 @@ def _metrics_dir(root):
 def quick_run(tmp_path_factory):
     """Execute the whole study once in quick mode (``make QUICK=1``: every notebook, 02-04 again
     for the second target), with outputs in a throw-away root; returns (root, executed, record)."""
-    from fashion_utils.fashion_mnist import prepare_fashion_mnist
+    from fashion_utils.catalog.fashion_mnist import prepare_fashion_mnist
 
     prepare_fashion_mnist(config.default_data_dir())  # idempotent: a no-op once prepared
     root = tmp_path_factory.mktemp("quick-study")

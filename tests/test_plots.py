@@ -12,7 +12,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from fashion_utils import config, plots  # noqa: E402
+from fashion_utils import config
+from fashion_utils.views import plots
 
 from conftest import noisy_labels  # noqa: E402
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fashion_utils import config, runner
+from fashion_utils import config
+from fashion_utils.tools import runner
 
 REAL = Path(os.environ.get("FASHION_REAL_SAMPLE",
                            config.PROJ_ROOT.parent / "shared" / "real_kaggle_sample")).resolve()

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import embeddings, models, similarity
-from fashion_utils.similarity import SimilarityIndex
+from fashion_utils.vision import models
+from fashion_utils.recommend import embeddings, similarity
+from fashion_utils.recommend.similarity import SimilarityIndex
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -250,7 +251,7 @@ def test_faiss_ivf_with_every_list_probed_is_exact(random_index_data):
 def test_recall_at_k_by_hand():
     found = np.array([[1, 2, 3], [4, 5, -1]])
     truth = np.array([[1, 2, 9], [4, 7, 8]])
-    assert similarity.recall_at_k(found, truth) == pytest.approx(3 / 6)
+    assert similarity.neighbour_recall(found, truth) == pytest.approx(3 / 6)
 
 
 # --------------------------------------------------------------------------- new images
@@ -366,8 +367,9 @@ def test_a_frozen_backbone_model_embeds_from_the_backbones_feature_cache(tmp_pat
     """04's frozen candidate: with the backbone's finished cache, only the head runs over the
     catalog and gives what the whole model gives; with no cache, or a cache that is not its
     backbone's, every image runs through the model (the latter warns)."""
-    from fashion_utils import features, finetune
-    from fashion_utils.backbones import feature_dim
+    from fashion_utils.vision import features
+    from fashion_utils.training import finetune
+    from fashion_utils.vision.backbones import feature_dim
 
     lite, names = "efficientnet_lite0", ["c0", "c1", "c2", "c3"]
     rng = np.random.default_rng(0)
@@ -412,3 +414,11 @@ def test_a_frozen_backbone_model_embeds_from_the_backbones_feature_cache(tmp_pat
                                                      progress=False)
     np.testing.assert_allclose(vectors, expected, atol=1e-4)
     assert len(dirs(cache)) == len(before) + 1
+
+
+def test_query_latency_needs_query_ids():
+    index = similarity.SimilarityIndex(["a", "b", "c"], np.eye(3))
+    stats = similarity.query_latency(index, ["a", "b"], k=1)
+    assert set(stats) == {"p50_ms", "p90_ms", "mean_ms"} and stats["p50_ms"] > 0
+    with pytest.raises(ValueError, match="at least one query id"):
+        similarity.query_latency(index, [])

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fashion_utils import config, evaluation, report
+from fashion_utils import config, evaluation
+from fashion_utils.tools import report
 
 
 def test_update_text_rewrites_only_between_the_markers():
@@ -182,7 +183,7 @@ def test_a_missing_metrics_file_is_named(tmp_path):
 
 def test_the_readme_is_in_sync_with_the_committed_metrics(monkeypatch):
     """Every generated number in README.md is what the committed metrics files give: a typed
-    or stale number fails here (fix: python -m fashion_utils.report)."""
+    or stale number fails here (fix: python -m fashion_utils.tools.report)."""
     monkeypatch.setenv("FASHION_OUTPUT_ROOT", str(config.PROJ_ROOT))
     assert report.update_readme(check=True) is False
 
@@ -225,7 +226,7 @@ def test_the_published_executed_notebooks_are_every_step_with_outputs_and_no_err
 
 
 def test_the_near_duplicate_and_diversify_sentences_read_05s_metrics():
-    from fashion_utils import report
+    from fashion_utils.tools import report
 
     level = {"articleType": {"precision@5": 0.92, "pairwise similarity@5": 0.95}}
     rec = {"relevance_levels": {"articleType": ["articleType"]}, "metrics": ["precision@5"],

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fashion_utils import rerank
-from fashion_utils.similarity import SimilarityIndex, l2_normalize
+from fashion_utils.recommend import rerank
+from fashion_utils.recommend.similarity import SimilarityIndex, l2_normalize
 
 
 def _brute_mmr(scores, vectors, k, lam):

@@ -15,8 +15,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from fashion_utils import plots, retrieval  # noqa: E402
-from fashion_utils.similarity import SimilarityIndex  # noqa: E402
+from fashion_utils.recommend import retrieval
+from fashion_utils.views import plots
+from fashion_utils.recommend.similarity import SimilarityIndex  # noqa: E402
 
 # --------------------------------------------------------------------------- metrics
 

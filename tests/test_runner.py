@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fashion_utils import config, runner
+from fashion_utils import config
+from fashion_utils.tools import runner
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -63,11 +64,12 @@ def test_source_notebooks_are_committed_without_outputs():
     paths = runner.notebook_paths(config.NOTEBOOKS_DIR)
     assert paths, "no notebooks found"
     dirty = [p.name for p in paths if runner.has_outputs(p)]
-    assert not dirty, f"strip them with `python -m fashion_utils.runner --strip`: {dirty}"
+    assert not dirty, f"strip them with `python -m fashion_utils.tools.runner --strip`: {dirty}"
 
 
 NOTEBOOK_PATHS = runner.notebook_paths(config.NOTEBOOKS_DIR)
-MAX_LINE, MAX_CELL_LINES = 100, 10
+MAX_LINE = 100
+MAX_CELL_LINES = 15  # one thought a cell: handson-ml3 averages ~7 lines, more when a thought needs it
 
 
 def _cells(path):
@@ -129,7 +131,7 @@ def test_every_setup_cell_calls_the_one_setup_function(path):
 
 @pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
 def test_code_lines_and_cells_are_short(path):
-    """No code line over 100 characters; code cells of 1-10 lines (the parameters cell, which
+    """No code line over 100 characters; code cells of 1-15 lines (the parameters cell, which
     papermill needs in one piece, may be longer)."""
     for index, cell in enumerate(_cells(path)):
         if cell["cell_type"] != "code":
@@ -198,7 +200,7 @@ def test_a_malformed_parameter_is_a_usage_error(capsys):
 
 
 def test_every_parameter_the_study_plan_passes_is_declared_by_its_notebook():
-    from fashion_utils import budget
+    from fashion_utils.tools import budget
 
     for step in budget.study_plan(240):
         [nb] = runner.notebook_paths(only=[step.notebook])
@@ -254,7 +256,7 @@ def test_a_data_dir_that_cannot_work_is_an_error_before_anything_runs(tmp_path, 
 @pytest.mark.slow  # starts a kernel
 def test_the_terminal_shows_cells_and_progress_and_the_notebook_none_of_it(tmp_path, capfd,
                                                                            monkeypatch):
-    from fashion_utils import terminal
+    from fashion_utils.tools import terminal
 
     monkeypatch.setattr(terminal, "LOG_INTERVAL", 0.5)  # off a terminal: a line every 0.5 s
     body = ("from fashion_utils import progress\n"
@@ -283,7 +285,8 @@ def test_the_status_line_hears_the_kernels_progress(tmp_path, monkeypatch):
     import threading
     import time
 
-    from fashion_utils import progress, terminal
+    from fashion_utils import progress
+    from fashion_utils.tools import terminal
 
     file = tmp_path / ".p"
     monkeypatch.setenv(progress.PROGRESS_ENV, str(file))

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import config, image_files, sampling, splits
+from fashion_utils import config
+from fashion_utils.catalog import image_files, sampling, splits
 
 TARGET = "masterCategory"
 
@@ -150,44 +151,56 @@ def test_augmented_images_are_training_items_made_from_training_items(study):
     assert sampling.check_provenance(sample, splits=capped[["id", "split"]])["augmented"] == len(copies)
 
 
-def test_identical_rerun_reuses_files_and_changed_settings_invalidate_feature_caches(study, tmp_path):
+def _mean_colour_model():
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+
+
+def _stored_features(sample, cache_dir):
+    from fashion_utils.vision import features
+
+    return features.extract_embeddings(sample["id"], sample["image_path"],
+                                       model_factory=_mean_colour_model, model_key="mean",
+                                       image_size=16, cache_dir=cache_dir, batch_size=8,
+                                       chunk_size=8, progress=False)[1]
+
+
+def test_identical_rerun_reuses_files_and_changed_settings_never_serve_stale_features(
+        study, tmp_path):
+    """A copy made again with other settings is a new file to the feature store: the features
+    read after the change are those of the new pixels (checked against a fresh store)."""
     _, capped, sample, _ = study
-    features = tmp_path / "features"
-    stale = features / "some_cache"
-    unrelated = features / "other_cache"
-    stale.mkdir(parents=True)
-    unrelated.mkdir()
-    (stale / "ids.txt").write_text("\n".join(sample["id"]) + "\n")
-    (unrelated / "ids.txt").write_text("0\n1\n")
+    stored = tmp_path / "features"
+    before = _stored_features(sample, stored)
+    files = {p: Path(p).stat().st_mtime_ns for p in sample["image_path"]}
     again, report = sampling.augment_training_side(capped, target=TARGET, augment_to=10,
-                                                   out_dir=tmp_path / "augmented", seed=0,
-                                                   features_dir=features)
+                                                   out_dir=tmp_path / "augmented", seed=0)
     assert report.reused == report.planned and report.written == 0
     pd.testing.assert_frame_equal(again, sample)
-    assert stale.exists()
-    _, changed = sampling.augment_training_side(
-        capped, target=TARGET, augment_to=8, out_dir=tmp_path / "augmented", seed=0,
-        augmenter=sampling.make_augmenter(seed=9), features_dir=features)
-    assert changed.written == changed.planned > 0 and changed.removed_stale > 0
-    assert not stale.exists() and unrelated.exists()
-    assert changed.invalidated_caches == ["some_cache"]
+    assert {p: Path(p).stat().st_mtime_ns for p in again["image_path"]} == files  # untouched
+    np.testing.assert_array_equal(_stored_features(again, stored), before)
+    changed_sample, changed = sampling.augment_training_side(
+        capped, target=TARGET, augment_to=10, out_dir=tmp_path / "augmented", seed=0,
+        augmenter=sampling.make_augmenter(seed=9))
+    assert changed.written == changed.planned > 0
+    after = _stored_features(changed_sample, stored)
+    np.testing.assert_allclose(after, _stored_features(changed_sample, tmp_path / "fresh"),
+                               atol=1e-4)
+    copies = changed_sample["augmented"].to_numpy()
+    assert not np.allclose(after[copies], before[copies], atol=1e-3)
 
 
-def test_new_images_elsewhere_and_identical_regeneration_keep_caches(study, tmp_path):
+def test_identical_regeneration_leaves_the_files_untouched(study, tmp_path):
     _, capped, sample, _ = study
-    cache = tmp_path / "features" / "cache"
-    cache.mkdir(parents=True)
-    (cache / "ids.txt").write_text("\n".join(sample["id"]) + "\n")
-    # Another target's folder: the same ids, new files -> no cache of this folder is stale.
-    _, other = sampling.augment_training_side(capped, target=TARGET, augment_to=10, seed=0,
-                                              out_dir=tmp_path / "other_target", features_dir=cache.parent,
-                                              augmenter=sampling.make_augmenter(seed=5))
-    assert other.written == other.planned and not other.invalidated_caches
-    # Same settings without the manifest: augmented again, byte-identical, nothing invalidated.
+    # Same settings without the manifest: augmented again, byte-identical, files not rewritten.
+    files = {p: Path(p).stat().st_mtime_ns for p in sample["image_path"]}
     (tmp_path / "augmented" / sampling.MANIFEST_NAME).unlink()
     _, again = sampling.augment_training_side(capped, target=TARGET, augment_to=10, seed=0,
-                                              out_dir=tmp_path / "augmented", features_dir=cache.parent)
-    assert again.reused == again.planned and again.written == 0 and cache.exists()
+                                              out_dir=tmp_path / "augmented")
+    assert again.reused == again.planned and again.written == 0
+    assert {p: Path(p).stat().st_mtime_ns for p in sample["image_path"]} == files
 
 
 def test_check_provenance_catches_leaks(study):
@@ -299,7 +312,7 @@ def test_large_sources_are_shrunk_before_augmentation(tmp_path):
 def test_augmented_files_of_awkward_ids_are_flat_safe_and_name_their_ids(tmp_path):
     """Folder-catalog ids hold "/" (``eight/more/5``), others spaces, "..", accents: every copy
     is one PNG directly in out_dir, named through image_files.id_to_stem; a changed plan
-    removes the old copies and deletes the caches that hold their ids."""
+    removes the old copies."""
     catalog = _catalog(tmp_path)
     awkward = ["label/eight/", "a b ", "../", "größe/", ".x"]
     catalog["id"] = [f"{awkward[i % len(awkward)]}{i}" for i in range(len(catalog))]
@@ -315,9 +328,8 @@ def test_augmented_files_of_awkward_ids_are_flat_safe_and_name_their_ids(tmp_pat
     assert all(Path(p).parent == out for p in copies["image_path"])
     removed = set(copies["id"]) - set(sampling.plan_augmentation(capped, target=TARGET,
                                                                   augment_to=8, seed=0)["id"])
-    cache = tmp_path / "features" / "cache"  # holds only copies the smaller plan removes
-    cache.mkdir(parents=True)
-    (cache / "ids.txt").write_text("\n".join(sorted(removed)) + "\n", encoding="utf-8")
     _, smaller = sampling.augment_training_side(capped, target=TARGET, augment_to=8, out_dir=out,
-                                                seed=0, features_dir=cache.parent)
-    assert smaller.removed_stale == len(removed) > 0 and smaller.invalidated_caches == ["cache"]
+                                                seed=0)
+    assert smaller.removed_stale == len(removed) > 0
+    assert {image_files.stem_to_id(p.stem) for p in out.glob("*.png")} == (
+        set(copies["id"]) - removed)

@@ -10,7 +10,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fashion_utils import finetune, models, scratch  # noqa: E402
+from fashion_utils.vision import models
+from fashion_utils.training import finetune, scratch
 
 NAMES = ["dark", "light"]
 
@@ -179,7 +180,7 @@ def test_train_scratch_cnn_learns_saves_and_predicts_like_a_user(tmp_path, make_
     assert np.all(np.diff(curve["minutes"]) >= 0) and curve["minutes"][-1] > 0
     table = models.predict_images(result.model_path, paths[32:])
     assert list(table["label"]) == [NAMES[i] for i in labels[32:]]
-    summary = json.loads(json.dumps(result.summary()))
+    summary = json.loads(json.dumps(result.row()))
     assert summary["recipe"] == "scratch" and summary["planned_epochs"] == 6
     choice = finetune.choose_on_validation({"scratch": result}, val_paths=paths[32:],
                                            val_labels=labels[32:])
@@ -223,7 +224,7 @@ def test_choose_on_validation_takes_the_most_accurate_saved_model(tmp_path, make
 
 
 def test_the_embedding_of_a_saved_scratch_model_is_its_pooled_features(tmp_path):
-    from fashion_utils import embeddings
+    from fashion_utils.recommend import embeddings
 
     _, model = scratch.build_scratch_models(2, class_names=NAMES, image_size=16, widths=(8, 12))
     path = models.save_end_to_end_model(model, tmp_path / "finetuned_label.keras")

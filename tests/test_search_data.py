@@ -6,14 +6,14 @@ import keras
 import numpy as np
 import pytest
 
-from fashion_utils import search_data
+from fashion_utils.tools import search_data
 
 DIM, CLASSES = 8, 3
 
 
 def _cache_pooled_features(rows, *, cache_dir):
     """Cache 3-d features (mean RGB) of these rows, as notebook 03 would cache the backbone's."""
-    from fashion_utils import features
+    from fashion_utils.vision import features
 
     def factory():
         inputs = keras.Input((None, None, 3))
@@ -40,8 +40,9 @@ def test_search_data_round_trips_through_npz(tmp_path, data):
 
 def test_load_search_data_reads_train_and_val_from_the_feature_cache(tiny_kaggle_dir, output_root):
     """The study sample that 02 writes from its split, the features 03 caches: as in 03 and 04."""
-    from fashion_utils import config, sampling, splits
-    from fashion_utils.data import load_catalog
+    from fashion_utils import config
+    from fashion_utils.catalog import sampling, splits
+    from fashion_utils.catalog.data import load_catalog
 
     catalog, _ = load_catalog(tiny_kaggle_dir, check_images=False)
     split_table = splits.make_splits(catalog, target="masterCategory", seed=0)
@@ -59,8 +60,9 @@ def test_load_search_data_reads_train_and_val_from_the_feature_cache(tiny_kaggle
 
 def test_load_search_data_prefers_the_study_sample(tiny_kaggle_dir, output_root):
     """Rows and labels come from notebook 02's study sample when there is one (as in 03)."""
-    from fashion_utils import config, sampling
-    from fashion_utils.data import load_catalog
+    from fashion_utils import config
+    from fashion_utils.catalog import sampling
+    from fashion_utils.catalog.data import load_catalog
 
     catalog, _ = load_catalog(tiny_kaggle_dir, check_images=False)
     sample = catalog[["id", "image_path", "masterCategory"]].copy()
@@ -87,7 +89,7 @@ def test_load_search_data_without_a_cache_says_so(tiny_kaggle_dir, output_root):
 def test_load_search_data_without_a_study_sample_says_so(tiny_kaggle_dir, output_root):
     """No second pipeline: without notebook 02's study sample there is nothing to search on."""
     from fashion_utils import config
-    from fashion_utils.data import load_catalog
+    from fashion_utils.catalog.data import load_catalog
 
     catalog, _ = load_catalog(tiny_kaggle_dir, check_images=False)
 

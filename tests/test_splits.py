@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fashion_utils import config, splits
+from fashion_utils import config
+from fashion_utils.catalog import splits
 
 
 def _catalog(sizes=(100, 50, 20), *, official=False, seed=0):
@@ -188,7 +189,8 @@ def test_strata_fold_rare_article_types_into_coarser_labels():
 def test_one_split_serves_every_target_without_leaks(paths):
     """No test item of the shared split is a training or validation item of any target's study
     sample, and notebook 05's queries (the test side) are unseen by every target's model."""
-    from fashion_utils import retrieval, sampling
+    from fashion_utils.catalog import sampling
+    from fashion_utils.recommend import retrieval
 
     cat = _hierarchy_catalog()
     table, how = splits.catalog_splits(cat, paths, stratify=HIERARCHY, seed=3)

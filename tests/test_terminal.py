@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from fashion_utils import terminal
+from fashion_utils.tools import terminal
 
 
 def _cells():

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from fashion_utils import search_data, tuning
+from fashion_utils.training import tuning
+from fashion_utils.tools import search_data
 
 DIM, CLASSES = 8, 3
 
@@ -89,7 +90,8 @@ def test_baseline_is_the_50_20_head_with_adam(hypermodel):
 
 def test_the_baseline_trial_is_notebook_03s_head_built_by_the_same_code(hypermodel):
     """04's "baseline" row and 03's head come from one builder: same layers, same optimizer."""
-    from fashion_utils import config, models
+    from fashion_utils import config
+    from fashion_utils.vision import models
 
     tuned = hypermodel(tuning.baseline_hyperparameters(hypermodel))
     keras.utils.set_random_seed(hypermodel.seed)
@@ -315,7 +317,7 @@ def _block_backbone():
 
 
 def test_top_blocks_unfreeze_and_batchnorm_stays_frozen():
-    from fashion_utils import finetune
+    from fashion_utils.training import finetune
 
     backbone = _block_backbone()
     assert [name for name, _ in finetune.backbone_blocks(backbone)] == ["stem", "block1a", "block2a", "top"]
@@ -334,7 +336,8 @@ def test_top_blocks_unfreeze_and_batchnorm_stays_frozen():
 
 @pytest.mark.slow  # builds Lite0 (random weights) and trains it on images: ~20 s
 def test_fine_tune_saves_an_end_to_end_model(tmp_path, make_image):
-    from fashion_utils import finetune, models
+    from fashion_utils.vision import models
+    from fashion_utils.training import finetune
 
     colors = [(220, 30, 30), (30, 30, 220)]
     paths = [str(make_image(tmp_path / "img" / f"{i}.png", color=colors[i % 2], seed=i, size=(28, 28)))
@@ -350,7 +353,7 @@ def test_fine_tune_saves_an_end_to_end_model(tmp_path, make_image):
     assert result.trainable["unfrozen_blocks"] == ["block7a", "top"]
     table = models.predict_images(result.model_path, paths[:3])
     assert list(table.columns[-2:]) == ["red", "blue"]
-    json.dumps(result.summary())
+    json.dumps(result.row())
 
 
 @pytest.mark.parametrize("tuned_runs, outcome", [
@@ -395,7 +398,7 @@ def test_the_fine_tune_time_budget_stops_before_an_epoch_would_pass_it(monkeypat
     """``max_seconds``: no epoch starts that would end past the budget (at the slowest pace)."""
     import types
 
-    from fashion_utils import finetune
+    from fashion_utils.training import finetune
 
     clock = _Clock()
     monkeypatch.setattr(finetune.time, "perf_counter", clock)
@@ -421,7 +424,8 @@ def test_the_fine_tune_time_budget_stops_before_an_epoch_would_pass_it(monkeypat
 @pytest.mark.slow  # a tiny backbone trained on 24 images for 3 epochs: a few seconds
 def test_fine_tune_augments_only_the_training_side_and_saves_the_best_epoch(tmp_path, make_image,
                                                                             monkeypatch):
-    from fashion_utils import features, finetune, models
+    from fashion_utils.vision import features, models
+    from fashion_utils.training import finetune
 
     def tiny_backbone(name, *, image_size, weights=None, **_):
         inputs = keras.Input((image_size, image_size, 3))

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fashion_utils import plots, widgets
-from fashion_utils.similarity import SimilarityIndex
+from fashion_utils.views import plots, widgets
+from fashion_utils.recommend.similarity import SimilarityIndex
 
 from conftest import saved_pixels
 
