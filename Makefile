@@ -53,11 +53,11 @@ data: setup
 
 ## Execute the whole study (fashion_utils/tools/budget.py) within BUDGET_MINUTES, with a timing table
 study: data
-	$(PY) -m fashion_utils.tools.runner --study --budget-minutes $(BUDGET_MINUTES) $(if $(filter 1 true yes,$(QUICK)),--quick) $(foreach p,$(PARAMS),-p $(p))
+	$(PY) -m fashion_utils.tools.runner --study --budget-minutes $(BUDGET_MINUTES) $(if $(filter 1 true yes,$(QUICK)),--quick) $(foreach p,$(PARAMS),-p '$(p)')
 
 ## Execute notebooks/NN_*.ipynb in order with papermill into reports/<catalog>/executed (QUICK=1, PARAMS=..., ONLY=...)
 notebooks: data
-	$(PY) -m fashion_utils.tools.runner $(if $(filter 1 true yes,$(QUICK)),--quick) $(if $(ONLY),--only $(ONLY)) $(foreach p,$(PARAMS),-p $(p))
+	$(PY) -m fashion_utils.tools.runner $(if $(filter 1 true yes,$(QUICK)),--quick) $(if $(ONLY),--only $(ONLY)) $(foreach p,$(PARAMS),-p '$(p)')
 
 ## Rewrite the README's generated results from the metrics files (fashion_utils/tools/report.py)
 report: setup

@@ -8,7 +8,7 @@ comment that names its default::
 
 The setup cell then calls :func:`setup`, which replaces each ``None`` with the notebook's full or
 quick default from :data:`NOTEBOOKS`. In full mode ``IMAGE_SIZE`` is the catalog's: the side
-notebook 01 chose from its images (:func:`catalog_image_size`). A value the user passed (``papermill -p``,
+notebook 01 chose from its images (:func:`profiled_image_size`). A value the user passed (``papermill -p``,
 ``make notebooks PARAMS="EPOCHS=5"``) is not ``None``, so it is never touched, in either mode::
 
     from fashion_utils import evaluation, notebook
@@ -36,6 +36,7 @@ from typing import Any, Callable, Mapping, MutableMapping, Sequence
 import pandas as pd
 
 from fashion_utils import checks, config, evaluation, provenance
+from fashion_utils.catalog import eda
 from fashion_utils.views import plots
 
 #: The product hierarchy, finest level first (the Kaggle catalog and the prepared Fashion-MNIST).
@@ -126,18 +127,13 @@ NOTEBOOKS: Mapping[str, NotebookDefaults] = MappingProxyType({
         BATCH_SIZE=Default(config.ORIGINAL_BATCH_SIZE)),
     "04_tuning": _notebook(
         ["TARGET", "BACKBONE", "IMAGE_SIZE", "SEED"], target_in_name=True,
-        ORIGINAL_TRIALS=Default(None, quick=2),
-        MAX_TRIALS=Default(None, quick=2),
         EPOCHS=Default(10, quick=2),
-        BASELINE_EPOCHS=Default(config.ORIGINAL_EPOCHS, quick=2),
-        FINE_TUNE_IMAGE_SIZE=Default(64, quick=config.QUICK_IMAGE_SIZE),
-        FINE_TUNE_ROWS=Default(None, quick=300),
-        FINE_TUNE_EPOCHS=Default(2, quick=1),
-        FINE_TUNE_MAX_SECONDS=Default(1800, quick=60),
-        PROBE_IMAGES=Default(500, quick=0),
-        SCRATCH_IMAGE_SIZE=Default(None),
-        SCRATCH_EPOCHS=Default(40, quick=2),
-        SCRATCH_MAX_SECONDS=Default(1800, quick=60)),
+        MAX_TRIALS=Default(None, quick=2),
+        # every recipe with its own defaults (training.recipes); quick: tiny ones, 60 s each
+        RECIPES=Default({"fine-tune": {}, "scratch CNN": {}}, quick={
+            "fine-tune": {"image_size": config.QUICK_IMAGE_SIZE, "epochs": 1, "rows": 300,
+                          "max_seconds": 60},
+            "scratch CNN": {"epochs": 2, "rows": 300, "max_seconds": 60}})),
     "05_recommendation": _notebook(
         ["TARGET", "SEED", "BACKBONE", "IMAGE_SIZE"],
         choices={"EMBEDDING_SOURCE": ("auto", "pretrained", "finetuned", "colour histogram")}),
@@ -201,20 +197,31 @@ class Run:
 
     def __str__(self) -> str:
         mode = "quick mode" if self.quick else "full mode"
-        shown = [f"{k}={v!r}{'' if k in self.filled else ' (passed)'}"
-                 for k, v in self.parameters.items()]
+        shown = [_shown(k, v, passed=k not in self.filled) for k, v in self.parameters.items()]
         lines = [f"{self.name}: {mode}, seed {self.seed}",
                  f"catalog: {self.paths.data_dir}",
                  f"reports: {self.paths.reports} (figures, metrics)",
                  f"models:  {self.paths.models}"]
         rows: list[list[str]] = [[]]
         for item in shown:  # wrapped at 100 characters, never inside one parameter
-            if rows[-1] and len("parameters: " + ", ".join([*rows[-1], item]) + ",") > 100:
+            if rows[-1] and ("\n" in item or "\n" in rows[-1][-1] or len(
+                    "parameters: " + ", ".join([*rows[-1], item]) + ",") > 100):
                 rows.append([])
             rows[-1].append(item)
         if shown:
             lines.append("parameters: " + ",\n    ".join(", ".join(row) for row in rows))
         return "\n".join(lines)
+
+
+def _shown(key: str, value: Any, *, passed: bool) -> str:
+    """``KEY=value`` for :class:`Run`'s summary; a mapping too long for one line gets a line
+    per entry."""
+    mark = " (passed)" if passed else ""
+    text = f"{key}={value!r}{mark}"
+    if len(text) <= 90 or not isinstance(value, Mapping) or not value:
+        return text
+    pad = "\n" + " " * (len(key) + 6)
+    return f"{key}={{" + ("," + pad).join(f"{k!r}: {v!r}" for k, v in value.items()) + f"}}{mark}"
 
 
 def setup(notebook: str, namespace: MutableMapping[str, Any], *,
@@ -224,7 +231,7 @@ def setup(notebook: str, namespace: MutableMapping[str, Any], *,
     Reads ``DATA_DIR``, ``QUICK`` and ``SEED`` from ``namespace`` (the notebook's ``globals()``).
     Each parameter of the notebook's table (:data:`NOTEBOOKS`) that is ``None`` or missing in
     ``namespace`` is set there to its default for the mode (``IMAGE_SIZE`` in full mode: the
-    catalog's, :func:`catalog_image_size`); every other value, passed or written in the
+    catalog's, :func:`profiled_image_size`); every other value, passed or written in the
     parameters cell, is left as it is.
 
     Args:
@@ -252,7 +259,7 @@ def setup(notebook: str, namespace: MutableMapping[str, Any], *,
     seed = config.set_seed(namespace.get("SEED", config.SEED))
     paths = config.get_paths(namespace.get("DATA_DIR"), quick=quick)
     if "IMAGE_SIZE" in filled and not quick:
-        namespace["IMAGE_SIZE"] = catalog_image_size(paths)
+        namespace["IMAGE_SIZE"] = profiled_image_size(paths)
     plots.set_style()
     target = namespace.get("TARGET") if spec.target_in_name else None
     return Run(notebook=notebook, name=config.named_for_target(notebook, target=target), paths=paths,
@@ -260,15 +267,14 @@ def setup(notebook: str, namespace: MutableMapping[str, Any], *,
                filled=tuple(filled), started=started, clock=clock)
 
 
-def catalog_image_size(paths: config.Paths) -> int:
+def profiled_image_size(paths: config.Paths) -> int:
     """``IMAGE_SIZE``'s full-mode default for a catalog: the side notebook 01 chose from its
-    images (``image_size`` in its metrics, :func:`config.catalog_image_size`), or
-    :data:`config.DEFAULT_IMAGE_SIZE` where 01 has not run or predates that choice."""
+    images (its catalog profile, :func:`eda.read_catalog_profile`), or
+    :data:`config.DEFAULT_IMAGE_SIZE` where 01 has not run."""
     try:
-        chosen = evaluation.read_metrics("01_eda", paths=paths).get("image_size")
+        return int(eda.read_catalog_profile(paths)["image_size"])
     except FileNotFoundError:
         return config.DEFAULT_IMAGE_SIZE
-    return int(chosen) if chosen else config.DEFAULT_IMAGE_SIZE
 
 
 # ------------------------------------------------------------------ helpers the notebooks share

@@ -134,3 +134,47 @@ def test_no_notebook_imports_the_tooling(path):
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     assert "fashion_utils.tools" not in code and "from fashion_utils import tools" not in code
 
+
+def _notebook_calls() -> dict[str, set[str]]:
+    """Every package name the notebooks use: module (``vision.features``) -> its names."""
+    import json
+
+    calls: dict[str, set[str]] = {}
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        tree = ast.parse("\n".join("".join(c["source"]) for c in cells
+                                   if c["cell_type"] == "code"))
+        modules = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fashion_utils"):
+                folder = node.module.removeprefix("fashion_utils").lstrip(".")
+                for alias in node.names:
+                    name = f"{folder}.{alias.name}" if folder else alias.name
+                    modules[alias.asname or alias.name] = name
+                    calls.setdefault(name, set())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in modules):
+                calls[modules[node.value.id]].add(node.attr)
+    return calls
+
+
+def test_the_architecture_page_names_every_module_and_every_name_a_notebook_calls():
+    page = (PACKAGE.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    for module in MODULES:
+        name = module.split(".")[-1]
+        if name != "__main__":
+            assert f"`{name}`" in page or f"`{name}/`" in page, f"docs/ARCHITECTURE.md lacks {module}"
+    unnamed = sorted(f"{module}.{name}" for module, names in _notebook_calls().items()
+                     for name in names if not re.search(rf"\b{re.escape(name)}\b", page))
+    assert not unnamed, f"docs/ARCHITECTURE.md does not name what the notebooks call: {unnamed}"
+
+
+def test_no_docstring_carries_a_run_result():
+    """Results of runs live in reports/, never in docstrings (they go stale)."""
+    dated = re.compile(r"\b20\d\d-\d\d-\d\d\b")
+    for module, tree in TREES.items():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)):
+                doc = ast.get_docstring(node) or ""
+                assert not dated.search(doc), f"{module}: a dated result in a docstring"

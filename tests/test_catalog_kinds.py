@@ -20,10 +20,10 @@ BUILDERS = {"folder": build_folder_catalog, "csv": build_csv_catalog}
 MAX_NOTEBOOK_BYTES = 3 * 2**20
 #: Passed to every notebook of both studies: a few augmented copies per class, one trial per
 #: search (what differs between catalog kinds is labels and ids, not the search); the CSV study
-#: also skips the recipes trained on images (the folder study and tests/test_notebooks.py run
-#: them): its 04 keeps the head on the frozen backbone, refit on train + validation.
-TRIMMED = {"TARGET": "label", "AUGMENT_TO": 12, "MAX_TRIALS": 1, "ORIGINAL_TRIALS": 1}
-PASSED = {"folder": TRIMMED, "csv": {**TRIMMED, "FINE_TUNE": False, "SCRATCH": False}}
+#: also trains no recipe on images (the folder study and tests/test_notebooks.py run them): its
+#: 04 keeps the head on the frozen backbone, refit on train + validation.
+TRIMMED = {"TARGET": "label", "AUGMENT_TO": 12, "MAX_TRIALS": 1}
+PASSED = {"folder": TRIMMED, "csv": {**TRIMMED, "RECIPES": {}}}
 
 
 # --------------------------------------------------------------------------- the label columns
@@ -115,15 +115,15 @@ def test_the_frozen_head_alone_is_kept_refit_and_05_judges_its_train_only_model(
     if not paths.data_dir.parent.name.startswith("csv"):
         pytest.skip("the folder study trains the recipes on images too")
     tuning = json.loads((paths.metrics / "04_tuning-label.json").read_text())
-    ft = tuning["fine_tune"]
+    ft = tuning["kept_model"]
     assert ft["recipe"] == "frozen backbone" and list(ft["choice"]["scores"]) == [
         ft["chosen_recipe"]]
     assert ft["refit_images"] == tuning["n_train"] + tuning["n_val"] > ft["train_images"]
     assert ft["model_path"].endswith("frozen_label_refit.keras")
     train_only = ft["recipes"][ft["chosen_recipe"]]["model_path"]
     assert train_only.endswith("frozen_label.keras") and Path(train_only).is_file()
-    kept = tuning["test"][f"{ft['chosen_recipe']}, chosen on validation, head refit on train + "
-                          f"validation"]  # the best search's head retrained: one model, from files
+    kept = tuning["test"][f"kept: {ft['chosen_recipe']}, head refit on train + validation"]
+    # the best search's head retrained: one model, scored from the files
     assert kept["accuracy"] == tuning["test"][tuning["best_search"]]["accuracy"]
     check = ft["user_check"]
     assert check["correct_from_file"] == check["correct_in_notebook"] and check["images"] > 0

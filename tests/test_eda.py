@@ -129,3 +129,17 @@ def test_image_grids_draw_thumbnails_within_bounds(tmp_path):
     assert max(saved_pixels(fig)) <= plots.MAX_FIGURE_PX * 1.02
     wrong = plots.misclassified_grid([str(photo)] * 40, [0] * 40, [1] * 40, max_images=24)
     assert max(saved_pixels(wrong)) <= plots.MAX_FIGURE_PX * 1.02
+
+
+def test_the_catalog_profile_round_trips_and_is_checked(tmp_path):
+    from fashion_utils import config
+
+    paths = config.get_paths(tmp_path / "shop")
+    with pytest.raises(FileNotFoundError, match="run notebook 01_eda first"):
+        eda.read_catalog_profile(paths)
+    with pytest.raises(ValueError, match=r"Missing: \['image_size'\]"):
+        eda.write_catalog_profile(paths, {"n_products": 3, "median_short_side": 80.0})
+    profile = {"n_products": 3, "median_short_side": 80.0, "image_size": 96, "classes": 2}
+    path = eda.write_catalog_profile(paths, profile)
+    assert path == paths.processed / eda.PROFILE_NAME and eda.read_catalog_profile(paths) == profile
+    assert not list(path.parent.glob(".*tmp*"))

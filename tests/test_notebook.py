@@ -65,7 +65,6 @@ def test_a_passed_value_is_never_touched(name, quick, output_root):
     ("04_tuning", "EPOCHS", 5),  # make notebooks QUICK=1 PARAMS="EPOCHS=5" runs 5 epochs
     ("04_tuning", "IMAGE_SIZE", 64),
     ("04_tuning", "MAX_TRIALS", 0),
-    ("04_tuning", "PROBE_IMAGES", 500),
     ("03_baseline_cnn", "EPOCHS", 7),
     ("02_sampling_augmentation", "CAP_PER_CLASS", 0),
     ("02_sampling_augmentation", "AUGMENT_TO", 1000),
@@ -79,12 +78,14 @@ def test_quick_mode_keeps_what_the_user_passed(name, key, value, output_root):
     assert notebook.NOTEBOOKS[name].defaults[key].quick != value  # the default would differ
 
 
-def _catalog_with_01_metrics(tmp_path, **metrics):
-    """A catalog folder whose notebook 01 wrote ``metrics`` (full mode)."""
+def _catalog_with_01_profile(tmp_path, **profile):
+    """A catalog folder whose notebook 01 wrote this catalog profile (full mode)."""
+    from fashion_utils.catalog import eda
+
     data_dir = tmp_path / "catalog"
     data_dir.mkdir()
-    if metrics:
-        evaluation.write_metrics("01_eda", metrics, paths=config.get_paths(data_dir))
+    if profile:
+        eda.write_catalog_profile(config.get_paths(data_dir), {"n_products": 3, **profile})
     return data_dir
 
 
@@ -92,7 +93,9 @@ def _catalog_with_01_metrics(tmp_path, **metrics):
                                   "05_recommendation", "06_multi_output"])
 def test_full_mode_image_size_is_the_one_notebook_01_chose_for_the_catalog(name, tmp_path,
                                                                            output_root):
-    data_dir = _catalog_with_01_metrics(tmp_path, image_size=224, median_short_side=225.0)
+    data_dir = _catalog_with_01_profile(tmp_path, image_size=224, median_short_side=225.0)
+    # another run's report says otherwise: reports are never inputs
+    evaluation.write_metrics("01_eda", {"image_size": 160}, paths=config.get_paths(data_dir))
     ns = _namespace(name, quick=False, DATA_DIR=data_dir)
     run = _setup(name, ns)
     assert ns["IMAGE_SIZE"] == 224 and run.parameters["IMAGE_SIZE"] == 224
@@ -105,10 +108,10 @@ def test_full_mode_image_size_is_the_one_notebook_01_chose_for_the_catalog(name,
     assert quick["IMAGE_SIZE"] == config.QUICK_IMAGE_SIZE  # quick runs keep their small side
 
 
-@pytest.mark.parametrize("metrics", [{}, {"n_products": 3}])  # 01 not run; 01 from before
-def test_without_notebook_01s_choice_image_size_is_the_default(metrics, tmp_path, output_root):
-    ns = _namespace("03_baseline_cnn", quick=False,
-                    DATA_DIR=_catalog_with_01_metrics(tmp_path, **metrics))
+def test_without_notebook_01s_profile_image_size_is_the_default(tmp_path, output_root):
+    data_dir = _catalog_with_01_profile(tmp_path)
+    evaluation.write_metrics("01_eda", {"image_size": 224}, paths=config.get_paths(data_dir))
+    ns = _namespace("03_baseline_cnn", quick=False, DATA_DIR=data_dir)
     _setup("03_baseline_cnn", ns)
     assert ns["IMAGE_SIZE"] == config.DEFAULT_IMAGE_SIZE == 96
 
@@ -118,7 +121,8 @@ def test_the_quick_table_holds_the_former_overrides():
     quick = {name: {k: d.quick for k, d in spec.defaults.items()}
              for name, spec in notebook.NOTEBOOKS.items()}
     assert quick["04_tuning"]["IMAGE_SIZE"] == config.QUICK_IMAGE_SIZE
-    assert (quick["04_tuning"]["EPOCHS"], quick["04_tuning"]["BASELINE_EPOCHS"]) == (2, 2)
+    assert (quick["04_tuning"]["EPOCHS"], quick["04_tuning"]["MAX_TRIALS"]) == (2, 2)
+    assert quick["04_tuning"]["RECIPES"]["fine-tune"]["image_size"] == config.QUICK_IMAGE_SIZE
     assert quick["02_sampling_augmentation"]["CAP_PER_CLASS"] == config.QUICK_PER_CLASS
     full = notebook.NOTEBOOKS["03_baseline_cnn"].defaults
     assert full["UNITS"].full == config.ORIGINAL_UNITS

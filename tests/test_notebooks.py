@@ -55,7 +55,11 @@ def test_the_study_runs_every_notebook_and_the_second_target_and_times_each(quic
     assert all(f"| {s['notebook']} | {s['target']} |" in budget.timing_table(record)
                for s in record["steps"])
     rec = json.loads((_metrics_dir(root) / "05_recommendation.json").read_text())
-    assert Path(rec["finetuned_model"]).name == f"finetuned_{config.SECOND_TARGET}.keras"
+    assert Path(rec["finetuned_model"]).name == f"kept_{config.SECOND_TARGET}.keras"
+    # each image went through each model at each side once, whichever notebook asked first
+    stores = record["feature_stores"]
+    assert len(stores) >= 1 and all(s["forward_passes"] == s["distinct_images"] > 0
+                                    for s in stores), stores
 
 
 def test_every_notebook_executes_in_quick_mode(quick_run):
@@ -123,14 +127,14 @@ def test_the_test_side_is_read_once_per_reported_model(quick_run):
 
 def test_04_trains_both_recipes_chooses_on_validation_and_checks_the_saved_file(quick_run):
     """Each target's 04 trains the fine-tune and the scratch CNN, weighs them against the best
-    head on the frozen backbone, draws the accuracy-vs-minutes curve, saves the candidate with
-    the best validation accuracy as finetuned_<TARGET>.keras, and the file read back by
-    predict_images gives the notebook's count on the test side."""
+    head on the frozen backbone, draws the accuracy-vs-minutes curve, keeps the candidate with
+    the best validation accuracy as kept_<TARGET>.keras with its card, and the file read back
+    by predict_images gives the notebook's count on the test side."""
     root, _, _ = quick_run
     metrics_dir = _metrics_dir(root)
     for target in (config.DEFAULT_TARGET, config.SECOND_TARGET):
         name = config.named_for_target("04_tuning", target=target)
-        ft = json.loads((metrics_dir / f"{name}.json").read_text())["fine_tune"]
+        ft = json.loads((metrics_dir / f"{name}.json").read_text())["kept_model"]
         scores = ft["choice"]["scores"]
         assert len(scores) == 3 and set(scores) == set(ft["recipes"])
         assert any(n.startswith("scratch CNN @ 28px") for n in scores), scores
@@ -148,8 +152,10 @@ def test_04_trains_both_recipes_chooses_on_validation_and_checks_the_saved_file(
         check = ft["user_check"]
         assert check["correct_from_file"] == check["correct_in_notebook"] <= check["images"]
         assert check["images"] == ft["n_test"]
-        assert Path(ft["saved_model"]).name == f"finetuned_{target}.keras"
-        assert Path(ft["saved_model"]).is_file()
+        assert Path(ft["saved_model"]).name == f"kept_{target}.keras"
+        assert Path(ft["saved_model"]).is_file() and ft["skipped"] == {}
+        card = json.loads(Path(ft["saved_model"]).with_suffix(".json").read_text())
+        assert card["recipe"] == ft["recipe"] and card["label"] == ft["chosen_recipe"]
         figure = metrics_dir.parent / "figures" / f"{name}_minutes.png"
         assert figure.is_file() and figure.stat().st_size > 10_000
 
@@ -203,6 +209,9 @@ def test_each_notebook_writes_what_it_must_with_values_in_range(quick_run):
     assert eda["n_products"] == eda["n_kept"] == eda["n_rows_read"] - eda["n_excluded"] > 0
     assert sum(eda["target_classes"].values()) == eda["n_products"]
     assert eda["imbalance_ratio"] >= 1 and eda["target"] == config.DEFAULT_TARGET
+    profile = json.loads((root / "data" / "processed" / "fashion-mnist-quick"
+                          / "catalog_profile.json").read_text())  # 01's hand-over to 02-06
+    assert (profile["n_products"], profile["image_size"]) == (eda["n_products"], eda["image_size"])
     for name in ("class_distribution", "image_properties", "samples_per_class"):
         assert (figures / f"01_{name}.png").stat().st_size > 5_000, name
     assert (figures / "02_augmentation_examples.png").is_file()
@@ -224,15 +233,15 @@ def test_each_notebook_writes_what_it_must_with_values_in_range(quick_run):
         assert tuning["target"] == target and tuning["best_search"] in tuning["test"]
         for model_name, scores in tuning["test"].items():
             _scores_in_range(scores, tuning["n_classes"], model_name)
-        for suffix in ("trials", "minutes", "finetuned_confusion_matrix"):
+        for suffix in ("trials", "minutes", "kept_confusion_matrix"):
             assert (figures / f"{named('04_tuning')}_{suffix}.png").is_file(), suffix
-        assert (models / f"finetuned_{target}.keras").is_file()
+        assert (models / f"kept_{target}.keras").is_file()
         assert sorted(p.name for p in (models / "recipes").glob(f"*_{target}.keras")) == [
             f"finetune_{target}.keras", f"frozen_{target}.keras", f"scratch_{target}.keras"]
     rec = read("05_recommendation")
     saved = read(config.named_for_target("04_tuning", target=config.SECOND_TARGET))
     assert "finetuned" in rec["sources"]  # 04 saved a model: 05 must have embedded with it
-    assert Path(rec["finetuned_model"]) == Path(saved["fine_tune"]["saved_model"])
+    assert Path(rec["finetuned_model"]) == Path(saved["kept_model"]["saved_model"])
     # quick mode: 05 (like 06) studies the balanced quick subset of the catalog 01 counted
     assert 0 < rec["n_products"] <= eda["n_products"] and rec["k"] == 5
     for name in ("recommendation_grid", "retrieval_metrics"):

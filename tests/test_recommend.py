@@ -300,11 +300,11 @@ def test_embedding_model_takes_the_penultimate_dense_layer(tmp_path, image_catal
     outputs = keras.layers.Dense(3, activation="softmax", name="classes")(x)
     model = keras.Model(inputs, outputs, name="finetuned")
     assert embeddings.embedding_model(model).output_shape == (None, 7)
-    path = tmp_path / "models" / "finetuned_articleType.keras"
+    path = tmp_path / "models" / "kept_articleType.keras"
     path.parent.mkdir()
     model.save(path)
-    assert embeddings.find_finetuned_model(path.parent, target="masterCategory") == path
-    assert embeddings.find_finetuned_model(tmp_path, target="articleType") is None
+    assert embeddings.find_kept_model(path.parent, target="masterCategory") == path
+    assert embeddings.find_kept_model(tmp_path, target="articleType") is None
     ids, v = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
     assert v.shape == (8, 7) and list(ids) == image_catalog["id"].tolist()
     with pytest.raises(ValueError, match="no layer 'nope'"):
@@ -368,7 +368,7 @@ def test_a_frozen_backbone_model_embeds_from_the_backbones_feature_cache(tmp_pat
     catalog and gives what the whole model gives; with no cache, or a cache that is not its
     backbone's, every image runs through the model (the latter warns)."""
     from fashion_utils.vision import features
-    from fashion_utils.training import finetune
+    from fashion_utils.training import recipes
     from fashion_utils.vision.backbones import feature_dim
 
     lite, names = "efficientnet_lite0", ["c0", "c1", "c2", "c3"]
@@ -377,9 +377,9 @@ def test_a_frozen_backbone_model_embeds_from_the_backbones_feature_cache(tmp_pat
     head.set_weights([rng.normal(size=w.shape).astype("float32") for w in head.get_weights()])
 
     def frozen(weights, folder):
-        path = folder / "finetuned_articleType.keras"
-        finetune.frozen_backbone_candidate(
-            head, backbone_name=lite, class_names=names, image_size=32, model_path=path,
+        path = folder / "kept_articleType.keras"
+        recipes.FrozenBackbone().train(
+            head, backbone=lite, class_names=names, image_size=32, model_path=path,
             val_accuracy=0.5, seconds=1.0, train_images=8, val_images=8, weights=weights)
         whole = embeddings.load_embedding_model(path)
         paths = image_catalog["image_path"].tolist()
@@ -404,7 +404,7 @@ def test_a_frozen_backbone_model_embeds_from_the_backbones_feature_cache(tmp_pat
     _, vectors = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=empty,
                                                  progress=False)
     np.testing.assert_allclose(vectors, expected, atol=1e-4)
-    assert len(dirs(empty)) == 1 and dirs(empty)[0].startswith("finetuned_articleType")
+    assert len(dirs(empty)) == 1 and dirs(empty)[0].startswith("kept_articleType")
 
     other = tmp_path / "random_backbone"  # named frozen Lite0, but not the cache's weights
     other.mkdir()

@@ -119,7 +119,7 @@ def test_the_second_target_and_the_study_timing_appear_when_written(tmp_path):
     section = block[block.index(f"**{second} on the test side**"):]
     assert "7 classes" in section and "| 0.6543 | 0.6000–0.7000 | 0.6100 | 41 |" in section
     assert "the original study" not in section.split("**Retrieval**")[0]
-    assert f"| 03_baseline_cnn | {second} | 12.0 | 0.2 |" in block
+    assert f"| 03_baseline_cnn | {second} | — | 12.0 | 0.2 |" in block  # planned: none recorded
     assert "Budget 60 minutes; wall 0.2 minutes; load average before the run 0.25" in block
     assert "minutes in all" not in block
 

@@ -181,7 +181,7 @@ def test_train_scratch_cnn_learns_saves_and_predicts_like_a_user(tmp_path, make_
     table = models.predict_images(result.model_path, paths[32:])
     assert list(table["label"]) == [NAMES[i] for i in labels[32:]]
     summary = json.loads(json.dumps(result.row()))
-    assert summary["recipe"] == "scratch" and summary["planned_epochs"] == 6
+    assert summary["recipe"] == "scratch CNN" and summary["planned_epochs"] == 6
     choice = finetune.choose_on_validation({"scratch": result}, val_paths=paths[32:],
                                            val_labels=labels[32:])
     assert choice == {"scores": {"scratch": 1.0}, "chosen": "scratch", "val_images": 16}

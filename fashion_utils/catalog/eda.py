@@ -1,14 +1,54 @@
-"""Exploration helpers for notebook 01: frequency tables, image properties, samples per class."""
+"""Exploration helpers for notebook 01: frequency tables, image properties, samples per class,
+and the catalog profile 01 hands to the later notebooks."""
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 from PIL import Image
 
+from fashion_utils import config
+from fashion_utils.atomic import write_json_atomic
 from fashion_utils.checks import positive_int
+
+#: The catalog profile's file under ``paths.processed``: what notebook 01 measured that later
+#: notebooks and the study's plan read (the image side, the number of products).
+PROFILE_NAME = "catalog_profile.json"
+#: What a profile must hold.
+PROFILE_KEYS = ("n_products", "median_short_side", "image_size")
+
+
+def catalog_profile_path(paths: config.Paths) -> Path:
+    """Where notebook 01 writes the catalog profile."""
+    return paths.processed / PROFILE_NAME
+
+
+def write_catalog_profile(paths: config.Paths, profile: Mapping[str, Any]) -> Path:
+    """Write what later notebooks need to know of the catalog (atomically).
+
+    Raises:
+        ValueError: a key of :data:`PROFILE_KEYS` is missing.
+    """
+    missing = [k for k in PROFILE_KEYS if k not in profile]
+    if missing:
+        raise ValueError(f"A catalog profile needs {list(PROFILE_KEYS)}. Missing: {missing}")
+    return write_json_atomic(catalog_profile_path(paths), dict(profile), indent=1)
+
+
+def read_catalog_profile(paths: config.Paths) -> dict[str, Any]:
+    """The catalog profile notebook 01 wrote.
+
+    Raises:
+        FileNotFoundError: notebook 01 has not run on this catalog (says so).
+    """
+    path = catalog_profile_path(paths)
+    if not path.is_file():
+        raise FileNotFoundError(f"No catalog profile at {path}: run notebook 01_eda first")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def frequency_table(catalog: pd.DataFrame, column: str, *, within: str | None = None) -> pd.DataFrame:

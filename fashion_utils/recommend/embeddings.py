@@ -113,18 +113,18 @@ def pretrained_embeddings(catalog: pd.DataFrame, *, backbone: str, image_size: i
     return ids, l2_normalize(feats)
 
 
-def find_finetuned_model(models_dir: str | os.PathLike, *, target: str) -> Path | None:
-    """The fine-tuned model notebook 04 saved, or ``None`` when there is none.
+def find_kept_model(models_dir: str | os.PathLike, *, target: str) -> Path | None:
+    """The model notebook 04 kept (``kept_<target>.keras``), or ``None`` when there is none.
 
-    Looks for ``finetuned_<target>.keras`` first, then any other ``finetuned_*.keras``
+    Looks for ``kept_<target>.keras`` first, then any other ``kept_*.keras``
     (``articleType`` first: its embedding separates the finest classes).
     """
     folder = Path(models_dir)
-    preferred = folder / f"finetuned_{target}.keras"
+    preferred = folder / f"kept_{target}.keras"
     if preferred.is_file():
         return preferred
-    others = sorted(folder.glob("finetuned_*.keras"),
-                    key=lambda p: (p.stem != "finetuned_articleType", p.name))
+    others = sorted(folder.glob("kept_*.keras"),
+                    key=lambda p: (p.stem != "kept_articleType", p.name))
     return others[0] if others else None
 
 
@@ -197,7 +197,7 @@ def finetuned_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *
 
     Args:
         catalog: a table with ``id`` and ``image_path``.
-        model_path: the ``.keras`` file (e.g. ``models/.../finetuned_articleType.keras``).
+        model_path: the ``.keras`` file (e.g. ``models/.../kept_articleType.keras``).
         cache_dir: the feature cache folder.
         image_size: input side; default: the model's own input size.
         layer_name: embedding layer (default: the penultimate Dense layer).

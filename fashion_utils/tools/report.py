@@ -88,7 +88,7 @@ def _rows(tuning: Mapping[str, Any]) -> str:
 def _tuning_text(tuning: Mapping[str, Any]) -> str:
     text = (f"04 searched on {_rows(tuning)}, at most {tuning['epochs_per_trial']} epochs per "
             f"trial. {tuning['verdict']}")
-    ft = tuning.get("fine_tune")
+    ft = tuning.get("kept_model") or tuning.get("fine_tune")  # the latter: runs before the card
     if ft and "recipes" in ft:
         text += " " + _recipes_text(ft)
     elif ft:
@@ -102,6 +102,9 @@ def _tuning_text(tuning: Mapping[str, Any]) -> str:
         text += (f" Fine-tuning probes (the second epoch's seconds on {images:,} images): "
                  + "; ".join(f"{name} {p['second_epoch_s']:.1f} s" for name, p in probes.items())
                  + ".")
+    skipped = (ft or {}).get("skipped") or {}
+    if skipped:
+        text += " Left out: " + "; ".join(f"{n} ({why})" for n, why in skipped.items()) + "."
     return text
 
 

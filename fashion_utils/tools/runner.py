@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import json
 import os
 import re
@@ -31,7 +32,9 @@ from fashion_utils import config, progress, provenance
 from fashion_utils.tools import budget, terminal
 from fashion_utils.atomic import write_text_atomic
 from fashion_utils.catalog.data import load_catalog
+from fashion_utils.catalog.eda import read_catalog_profile
 from fashion_utils.evaluation import write_metrics
+from fashion_utils.vision.features import store_summary
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
 
@@ -352,16 +355,22 @@ def _catalog_has(data_dir: Path, column: str) -> bool:
 def run_study(*, budget_minutes: float = config.STUDY_BUDGET_MINUTES, quick: bool = False,
               parameters: dict[str, Any] | None = None, html: bool = True,
               notebooks_dir: Path = config.NOTEBOOKS_DIR, output_dir: Path | None = None,
-              kernel_name: str = "python3", cell_timeout: float | None = None) -> dict[str, Any]:
-    """Execute the whole study (:func:`budget.study_plan`) and write its timing table.
+              kernel_name: str = "python3", cell_timeout: float | None = None,
+              speed: budget.MachineSpeed | None = None) -> dict[str, Any]:
+    """Execute the whole study, planned once to fit ``budget_minutes``, and write its timing
+    table.
 
-    The plan runs 01-04 for the default target, 02-04 for :data:`config.SECOND_TARGET` (when
-    the catalog has that column and ``parameters`` names no ``TARGET``), then 05 and 06.
+    Notebook 01 runs first; its catalog profile and this machine's speed
+    (:func:`budget.probe_machine`, cached; or ``speed``) then plan the rest
+    (:func:`budget.plan_study`): 02-04 for the default target, 02-04 for
+    :data:`config.SECOND_TARGET` (when the catalog has that column and ``parameters`` names no
+    ``TARGET``), then 05 and 06. Quick mode plans nothing (the notebooks' quick defaults).
     ``parameters`` (``make PARAMS=...``) go to every step and win over the plan's.
 
     Returns:
         The record written to the catalog's ``metrics/study.json``: each step's notebook,
-        target, parameters and seconds, the wall time, the load average before and after.
+        target, parameters, planned and actual seconds, the plan's notes, the machine's speed,
+        the wall time, the load average before and after.
     """
     user = dict(parameters or {})
     check_data_dir(user)
@@ -370,17 +379,15 @@ def run_study(*, budget_minutes: float = config.STUDY_BUDGET_MINUTES, quick: boo
     if second and not _catalog_has(paths.data_dir, second):
         print(f"The catalog has no {second!r} column: one pass, for the default target.")
         second = None
-    plan = budget.study_plan(budget_minutes, quick=quick, second_target=second)
-    notebooks = {step.notebook: notebook_paths(notebooks_dir, only=[step.notebook])[0]
-                 for step in plan}
-    check_parameters(list(notebooks.values()), user)
-    for step in plan:  # the plan's own names too: a renamed notebook parameter fails here
-        check_parameters([notebooks[step.notebook]], step.parameters)
+    every = notebook_paths(notebooks_dir)
+    notebooks = {nb.stem[:2]: nb for nb in every}
+    check_parameters(every, user)
     out_dir = Path(output_dir) if output_dir else paths.executed
     out_dir.mkdir(parents=True, exist_ok=True)
     load_start, start = os.getloadavg(), time.perf_counter()
-    steps = []
-    for step in plan:
+    steps: list[dict[str, Any]] = []
+
+    def run(step: budget.Step) -> None:
         params = {"QUICK": bool(quick), **step.parameters, **user}
         nb_path = notebooks[step.notebook]
         out = out_dir / executed_name(nb_path, target=params.get("TARGET"))
@@ -388,8 +395,27 @@ def run_study(*, budget_minutes: float = config.STUDY_BUDGET_MINUTES, quick: boo
                                    kernel_name=kernel_name, cell_timeout=cell_timeout)
         steps.append({"notebook": nb_path.stem, "target": params.get("TARGET")
                       or config.DEFAULT_TARGET, "parameters": dict(step.parameters),
-                      "seconds": round(seconds, 1), "executed": out.name})
+                      "planned_seconds": step.planned_seconds, "seconds": round(seconds, 1),
+                      "executed": out.name})
+
+    run(budget.Step("01"))
+    notes: list[str] = []
+    if quick:
+        plan = budget.quick_steps(second)
+    else:
+        speed = speed or budget.probe_machine(paths.interim.parent / "machine_probe.json")
+        profile = read_catalog_profile(paths)
+        plan, notes = budget.plan_study(budget_minutes, profile=profile, speed=speed,
+                                        first_seconds=steps[0]["seconds"], second_target=second)
+        print("\n".join(["", "The plan:", *(f"  {n}" for n in notes), ""]), flush=True)
+    for step in plan:  # the plan's own names too: a renamed notebook parameter fails here
+        check_parameters([notebooks[step.notebook]], step.parameters)
+    for step in plan:
+        run(step)
+    stores = store_summary(paths.features)  # forward passes against distinct images
     record = {"budget_minutes": budget_minutes, "quick": bool(quick), "steps": steps,
+              "plan_notes": notes, "machine_speed": None if quick else dataclasses.asdict(speed),
+              "feature_stores": stores.to_dict("records"),
               "notebook_seconds": round(sum(s["seconds"] for s in steps), 1),
               "wall_seconds": round(time.perf_counter() - start, 1),
               "load_average": {"start": list(load_start), "end": list(os.getloadavg())}}
@@ -397,6 +423,9 @@ def run_study(*, budget_minutes: float = config.STUDY_BUDGET_MINUTES, quick: boo
                                                           **user}, seconds=record["wall_seconds"])
     write_metrics("study", record, paths=paths)
     print("\n" + budget.timing_table(record), flush=True)
+    if not stores.empty:
+        print("Feature stores (forward passes against distinct images):\n"
+              + stores.to_string(index=False), flush=True)
     return record
 
 

@@ -8,16 +8,13 @@
   images streamed from their files with ``tf.data``, the augmentation pipeline of notebook 02
   (``sampling.make_augmenter``), a lower learning rate with a warm-up + cosine schedule, early
   stopping on validation, an optional wall-clock budget and optional ``mixed_bfloat16``.
-- :func:`frozen_backbone_candidate` saves the tuned head on the frozen backbone end to end,
-  and :func:`choose_on_validation` keeps whichever saved model predicts validation best; once
-  chosen, :func:`refit_frozen_candidate` swaps in its head retrained on train + validation.
-- :func:`plan_fine_tune` fits the fine-tune's image side and epochs to its time cap from a
-  probe's speed (:func:`planning_probe`).
+- :func:`frozen_backbone_model` saves a trained head on the frozen backbone end to end, and
+  :func:`end_to_end_with_head` swaps in another head (the recipes of ``training.recipes``).
+- :func:`choose_on_validation` keeps whichever saved model predicts validation best.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
@@ -30,8 +27,7 @@ import numpy as np
 
 import keras
 
-from fashion_utils import config, provenance
-from fashion_utils.evaluation import read_metrics
+from fashion_utils import config
 from fashion_utils.vision.backbones import load_backbone
 from fashion_utils.checks import one_of, positive_float, positive_int
 from fashion_utils.vision.features import decode_image_tensor, predict_image_files
@@ -40,10 +36,9 @@ from fashion_utils.vision.models import (FROZEN_SUFFIX, build_end_to_end_model, 
 from fashion_utils.progress import keras_callback
 from fashion_utils.catalog.sampling import make_augmenter
 
-__all__ = ["FineTuneResult", "backbone_blocks", "choose_on_validation", "fine_tune",
-           "frozen_backbone_candidate", "labelled_image_dataset", "plan_fine_tune",
-           "planning_probe", "probe_summary", "refit_frozen_candidate", "set_backbone_trainable",
-           "train_only_model"]
+__all__ = ["FineTuneResult", "backbone_blocks", "choose_on_validation", "end_to_end_with_head",
+           "fine_tune", "frozen_backbone_model", "labelled_image_dataset",
+           "set_backbone_trainable"]
 
 SCHEDULES = ("cosine", "constant")
 _BLOCK_PATTERN = re.compile(r"^(block\d+[a-z]?|conv\d+_block\d+|conv\d+|stem|top)(?:_|$)")
@@ -373,188 +368,28 @@ def fine_tune(head: keras.Model, *, backbone_name: str, train_paths: Sequence[st
                           settings=settings, trainable=trainable)
 
 
-def frozen_backbone_candidate(head: keras.Model, *, backbone_name: str, class_names: Sequence[str],
-                              image_size: int, model_path: str | os.PathLike, val_accuracy: float,
-                              seconds: float, train_images: int, val_images: int,
-                              weights: str | None = "imagenet") -> FineTuneResult:
-    """The trained head on the frozen backbone at the cached features' side, saved end to end:
-    the candidate that trains nothing on images, for validation to weigh against the recipes.
-
-    Fine-tuning on 2 CPU cores affords a smaller side (64-192 px) than a real catalog's cached
-    features (224 px): the detail lost can cost more than training the backbone gains, and then
-    this model is the one to keep.
-
-    Args:
-        head: the head trained on the cached features (copied, not changed).
-        backbone_name, image_size, weights: the backbone the features came from.
-        class_names: one per head output; stored in the saved model.
-        model_path: the ``.keras`` file to write (atomically).
-        val_accuracy: the head's accuracy on the cached validation features.
-        seconds: what the model cost: extracting the features and training the head.
-        train_images, val_images: the images the head was trained and validated on.
-
-    Returns:
-        A :class:`FineTuneResult` with no epochs on images; its curve is one point.
-    """
-    val_accuracy = positive_float("val_accuracy", val_accuracy, allow_zero=True)
-    if val_accuracy > 1:
-        raise ValueError(f"val_accuracy must be at most 1. Received: val_accuracy={val_accuracy!r}")
-    seconds = positive_float("seconds", seconds)
-    train_images, val_images = (positive_int("train_images", train_images),
-                                positive_int("val_images", val_images))
+def frozen_backbone_model(head: keras.Model, *, backbone_name: str, class_names: Sequence[str],
+                          image_size: int, model_path: str | os.PathLike,
+                          weights: str | None = "imagenet") -> tuple[keras.Model, Path]:
+    """A trained head (copied) on the frozen backbone at ``image_size``, saved end to end
+    (``recipes.FrozenBackbone``): the model that trains nothing on images."""
     _check_head_fits(head, class_names)
-    head_copy = _copy_of(head)
     backbone = load_backbone(backbone_name, image_size=image_size, weights=weights)
-    model = build_end_to_end_model(backbone, head_copy, class_names=class_names,
+    model = build_end_to_end_model(backbone, _copy_of(head), class_names=class_names,
                                    image_size=image_size,
                                    name=f"{backbone_name}{FROZEN_SUFFIX}")
-    model_path = save_end_to_end_model(model, model_path)
-    settings = {"recipe": "frozen backbone", "backbone": backbone_name,
-                "image_size": int(image_size), "epochs": 0, "train_images": train_images,
-                "val_images": val_images}
-    return FineTuneResult(model=model, model_path=model_path,
-                          history={"val_accuracy": [val_accuracy]},
-                          epoch_seconds=[round(seconds, 2)], seconds=seconds,
-                          best_val_accuracy=val_accuracy, settings=settings,
-                          trainable={"trainable_params": 0})
+    return model, save_end_to_end_model(model, model_path)
 
 
-def refit_frozen_candidate(candidate: FineTuneResult, head: keras.Model, *,
-                           model_path: str | os.PathLike, refit_images: int) -> FineTuneResult:
-    """The chosen frozen candidate with its head retrained on train + validation, saved end to
-    end (the final evaluation of notebook 04 retrains every searched head the same way).
-
-    Validation chose the candidate with its head trained on the training side alone; the
-    result keeps that head's validation accuracy and curve (what the choice saw) and records
-    ``settings["refit_images"]``. The backbone is the candidate's own (same weights, frozen).
-
-    Args:
-        candidate: what :func:`frozen_backbone_candidate` returned.
-        head: the same configuration retrained on train + validation
-            (``tuning.retrain_best``); copied, not changed.
-        model_path: the ``.keras`` file to write (atomically).
-        refit_images: the feature rows the head was retrained on.
-
-    Returns:
-        A :class:`FineTuneResult` like ``candidate`` with the refit model and its file.
-    """
-    if candidate.settings.get("recipe") != "frozen backbone":
-        raise ValueError(f"Only a frozen-backbone candidate is refit on its head. Received: "
-                         f"recipe={candidate.settings.get('recipe')!r}")
-    refit_images = positive_int("refit_images", refit_images)
-    class_names = class_names_of(candidate.model)
+def end_to_end_with_head(model: keras.Model, head: keras.Model, *, model_path: str | os.PathLike,
+                         image_size: int) -> tuple[keras.Model, Path]:
+    """An end-to-end model's backbone (same weights) under another head (copied), saved."""
+    class_names = class_names_of(model)
     _check_head_fits(head, class_names)
-    backbone = next(layer for layer in candidate.model.layers if isinstance(layer, keras.Model))
-    size = int(candidate.settings["image_size"])
-    model = build_end_to_end_model(backbone, _copy_of(head), class_names=class_names,
-                                   image_size=size, name=candidate.model.name)
-    return dataclasses.replace(candidate, model=model,
-                               model_path=save_end_to_end_model(model, model_path),
-                               settings={**candidate.settings, "refit_images": refit_images})
-
-
-def train_only_model(model_path: str | os.PathLike, *, paths: config.Paths) -> Path | None:
-    """The file validation chose ``finetuned_<target>.keras`` as, when notebook 04 then refit
-    its head on train + validation (its metrics say so): what a later choice on validation
-    must judge instead, since the refit model was trained on validation. ``None`` otherwise.
-
-    Raises:
-        FileNotFoundError: 04 recorded a refit but the train-only file is gone.
-    """
-    model_path = Path(model_path)
-    target = model_path.stem.removeprefix("finetuned_")
-    try:
-        ft = read_metrics(config.named_for_target("04_tuning", target=target),
-                          paths=paths).get("fine_tune") or {}
-    except FileNotFoundError:
-        return None
-    if not ft.get("refit_images") or Path(ft["saved_model"]).resolve() != model_path.resolve():
-        return None
-    chosen = Path(ft["recipes"][ft["chosen_recipe"]]["model_path"])
-    if not chosen.is_file():
-        raise FileNotFoundError(f"04 refit {model_path.name} on train + validation, but the "
-                                f"model validation chose is gone: no file at {chosen}")
-    return chosen
-
-
-#: Image sides the fine-tune plan chooses from, smallest first (Lite0's own side is 224).
-PLAN_SIZES = (64, 96, 128, 160, 192)
-#: The most epochs the plan gives a fine-tune (more rarely pays on a pretrained backbone).
-PLAN_MAX_EPOCHS = 10
-
-
-def plan_fine_tune(*, n_train: int, n_val: int, seconds_per_image: float, probe_size: int,
-                   max_seconds: float, sizes: Sequence[int] = PLAN_SIZES,
-                   max_epochs: int = PLAN_MAX_EPOCHS) -> tuple[int, int]:
-    """The image side and epochs that fill a fine-tune's time cap, from a probe's speed.
-
-    An epoch is estimated at ``seconds_per_image × (n_train + n_val / 3) × (side /
-    probe_size)²``, where ``seconds_per_image`` is a probe epoch's seconds per image at
-    ``probe_size`` (training and validating it: an estimate that errs long) and validation
-    only predicts (a third of a training step). The largest side
-    whose ``max_epochs`` epochs fit ``max_seconds`` wins; when none does, the smallest side gets
-    the epochs that fit (at least one). A big catalog on 2 cores keeps 64 px and one epoch
-    (Fashion-MNIST: ~370 s of a 600 s cap); a small one gets more pixels and epochs.
-
-    >>> plan_fine_tune(n_train=54_000, n_val=6_000, seconds_per_image=0.00686, probe_size=64,
-    ...                max_seconds=600)
-    (64, 1)
-    >>> plan_fine_tune(n_train=2_118, n_val=236, seconds_per_image=0.0073, probe_size=64,
-    ...                max_seconds=600)
-    (96, 10)
-    """
-    n_train, n_val = positive_int("n_train", n_train), positive_int("n_val", n_val, minimum=0)
-    speed, cap = positive_float("seconds_per_image", seconds_per_image), \
-        positive_float("max_seconds", max_seconds)
-    probe_size, max_epochs = positive_int("probe_size", probe_size), \
-        positive_int("max_epochs", max_epochs)
-    sizes = sorted(positive_int("size", v) for v in sizes)
-    if not sizes:
-        raise ValueError(f"sizes must hold at least one side. Received: sizes={sizes!r}")
-    per_epoch = {side: speed * (n_train + n_val / 3) * (side / probe_size) ** 2 for side in sizes}
-    fitting = [side for side in sizes if cap / per_epoch[side] >= max_epochs]
-    if fitting:
-        return fitting[-1], max_epochs
-    return sizes[0], max(1, min(max_epochs, int(cap / per_epoch[sizes[0]])))
-
-
-#: The probe whose speed plans the fine-tune: the recipe's own settings.
-PLAN_PROBE = "all blocks, float32"
-
-
-def probe_summary(result: FineTuneResult) -> dict[str, Any]:
-    """A fine-tuning probe's record: its two epochs' seconds (the second has nothing left to
-    trace: the speed), its validation accuracy, and what a plan needs to reuse its speed."""
-    return {"first_epoch_s": result.epoch_seconds[0], "second_epoch_s": result.epoch_seconds[-1],
-            "val_accuracy": result.best_val_accuracy, "images": result.settings["train_images"],
-            "trainable_params": result.trainable["trainable_params"],
-            "backbone": result.settings["backbone"], "image_size": result.settings["image_size"]}
-
-
-def planning_probe(probes: Mapping[str, Mapping[str, Any]], *, backbone: str,
-                   paths: config.Paths | None = None) -> dict[str, Any] | None:
-    """The probe speed a fine-tune plan (:func:`plan_fine_tune`) is made from.
-
-    This run's :data:`PLAN_PROBE` when it ran; else, with ``paths``, the one notebook 04 recorded
-    for the catalog's default target (the study's second target skips the probes:
-    ``budget.study_plan``), if it probed the same backbone on this CPU (``provenance.cpu``:
-    speeds differ several-fold between CPUs). A probe's seconds per image cover training and
-    validating it.
-
-    Returns:
-        ``{"s_per_image", "probe_size", "source"}``, or ``None`` when no such probe exists.
-    """
-    probe, source = probes.get(PLAN_PROBE), "this run's probe"
-    name = config.named_for_target("04_tuning")
-    if probe is None and paths is not None and (paths.metrics / f"{name}.json").exists():
-        record = read_metrics(name, paths=paths)
-        recorded_on = record.get("provenance", {}).get("machine", {}).get("cpu")
-        if recorded_on == provenance.cpu():
-            probe, source = record.get("probes", {}).get(PLAN_PROBE), f"the probe of {name}"
-    if not probe or probe.get("backbone") != backbone or "image_size" not in probe:
-        return None
-    return {"s_per_image": probe["second_epoch_s"] / probe["images"],
-            "probe_size": int(probe["image_size"]), "source": source}
+    backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    new = build_end_to_end_model(backbone, _copy_of(head), class_names=class_names,
+                                 image_size=image_size, name=model.name)
+    return new, save_end_to_end_model(new, model_path)
 
 
 def choose_on_validation(results: Mapping[str, FineTuneResult], *, val_paths: Sequence[str],

@@ -341,7 +341,7 @@ def train_scratch_cnn(*, train_paths: Sequence[str], train_labels: Sequence[int]
     model = load_end_to_end_model(model_path)  # what a user gets; its layers are its own
     val_pred = model.predict(x_val.astype(np.float32), batch_size=1024, verbose=0).argmax(1)
     hist = {k: [float(v) for v in values] for k, values in history.history.items()}
-    settings = {"recipe": "scratch", "backbone": "scratch_cnn", "image_size": int(image_size),
+    settings = {"recipe": "scratch CNN", "backbone": "scratch_cnn", "image_size": int(image_size),
                 "widths": list(widths), "convs_per_block": convs_per_block, "dropout": dropout,
                 "translate_px": translate_px, "tta": bool(tta), "epochs": epochs,
                 "planned_epochs": schedule.planned_epochs, "batch_size": batch_size,

@@ -65,6 +65,10 @@ BASELINE_VALUES: dict[str, Any] = {
 }
 
 
+#: Epochs without a better ``val_accuracy`` before a trial stops (restoring its best weights).
+PATIENCE = 3
+
+
 def original_search_space() -> dict[str, Any]:
     """The original study's search (a copy of :data:`ORIGINAL_SEARCH`).
 
@@ -399,7 +403,7 @@ def _tuner_kind(tuner: kt.Tuner) -> str:
 
 
 def run_search(tuner: kt.Tuner, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-               y_val: np.ndarray, *, epochs: int, patience: int = 3,
+               y_val: np.ndarray, *, epochs: int, patience: int = PATIENCE,
                callbacks: Sequence[keras.callbacks.Callback] = (), verbose: int = 0) -> SearchResult:
     """Search on the validation split with early stopping; resumes what the folder holds.
 
