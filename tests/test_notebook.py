@@ -328,3 +328,11 @@ def test_in_voila(monkeypatch):
     assert notebook.in_voila()
     monkeypatch.delenv("SERVER_SOFTWARE")
     assert not notebook.in_voila()
+
+
+def test_notebook_04_has_at_most_twelve_parameters():
+    """The recipes' own settings live in training.recipes; the plan passes the few that scale."""
+    from fashion_utils.tools import runner
+
+    [path] = runner.notebook_paths(only=["04"])
+    assert len(runner.notebook_parameters(path)) <= 12

@@ -371,8 +371,8 @@ def timing_table(record: Mapping[str, Any]) -> str:
     ``study.json`` record."""
     rows = [[s["notebook"], s["target"], s.get("planned_seconds"), s["seconds"],
              s["seconds"] / 60] for s in record["steps"]]
-    planned = [s.get("planned_seconds") for s in record["steps"]]
-    rows.append(["**all notebooks**", "", sum(planned) if None not in planned else None,
+    planned = [s["planned_seconds"] for s in record["steps"] if s.get("planned_seconds")]
+    rows.append(["**all notebooks**", "", sum(planned) if planned else None,
                  record["notebook_seconds"], record["notebook_seconds"] / 60])
     load = record["load_average"]["start"]
     mode = ("quick mode" if record.get("quick")
