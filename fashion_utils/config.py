@@ -49,6 +49,12 @@ ORIGINAL_BATCH_SIZE = 10
 #: smallest classes about 2.5x, Free Items 105 -> 267).
 AUGMENT_CEILING = 6000
 MAX_AUGMENTED_COPIES = 2
+#: The largest side the scratch CNN works at (larger images are shrunk to it).
+SCRATCH_MAX_SIDE = 64
+#: An end-to-end recipe that would see the images at this fraction of their side or less (a
+#: fine-tune against the features' side, the scratch CNN against the images' own) cannot win:
+#: notebook 04 skips it and ``make``'s plan leaves it out (``training.recipes``).
+RECIPE_SIDE_RATIO = 2
 
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: The prepared default catalog's folder name (``data/raw/fashion-mnist``). Every catalog's

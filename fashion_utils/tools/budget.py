@@ -8,7 +8,7 @@ plans every heavy step with :func:`plan_study`: the side the features are extrac
 to the notebooks as papermill parameters (they plan nothing themselves), and the timing table
 sets each step's planned seconds beside the seconds it took.
 
-The cost model (:func:`extraction_seconds`, :func:`fine_tune_epoch_seconds`,
+The cost model (:func:`extraction_estimate`, :func:`fine_tune_epoch_seconds`,
 :func:`search_seconds`) scales the probe's speeds by pixels and images; what the probe cannot
 see (a notebook's start, decoding, Keras' per-step overhead) is in the constants below,
 multiplied by how much slower this machine's Keras steps are than :data:`REFERENCE_HEAD_S`'s.
@@ -32,7 +32,7 @@ from fashion_utils.checks import positive_float, positive_int
 from fashion_utils.tools.markdown import markdown_table
 from fashion_utils.vision.backbones import load_backbone
 
-__all__ = ["MachineSpeed", "Step", "extraction_seconds", "fine_tune_epoch_seconds",
+__all__ = ["MachineSpeed", "Step", "extraction_estimate", "fine_tune_epoch_seconds",
            "measure_backbone", "plan_fine_tune", "plan_study", "probe_machine", "quick_steps",
            "search_models", "search_seconds", "timing_table"]
 
@@ -64,13 +64,14 @@ PLAN_SIZES = (64, 96, 128, 160, 192)
 PLAN_MAX_EPOCHS = 10
 #: The sides the features may be extracted at when the catalog's own does not fit the budget.
 EXTRACTION_SIDES = (224, 192, 160, 128, 96, 64)
+#: The scratch CNN's least training time worth planning, and the recipes' time a coarse
+#: target (not the finest) must have before it trains one too (its classes are few: the
+#: backbone's features already separate them).
+SCRATCH_MIN_SECONDS, SCRATCH_COARSE_MIN_SECONDS = 60.0, 600.0
 #: The part of the budget kept free for what no model foresees.
 MARGIN = 0.1
 #: How 04's share of a target splits between the head searches and the recipes.
 SEARCH_SHARE = 0.3
-#: The scratch CNN's images' longest side above which it would learn from thumbnails
-#: (``recipes.ScratchCNN.skip_reason``: twice its 64 px).
-SCRATCH_MAX_NATIVE = 128
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def _measure_in_a_fresh_process(backbone: str) -> dict[str, float]:
 # ---------------------------------------------------------------------------------- the cost model
 
 
-def extraction_seconds(n_images: int, side: int, speed: MachineSpeed) -> float:
+def extraction_estimate(n_images: int, side: int, speed: MachineSpeed) -> float:
     """Seconds to run ``n_images`` image files through the backbone at ``side`` px."""
     return n_images * speed.infer_s_per_image * (side / speed.probe_side) ** 2 * EXTRACT_OVERHEAD
 
@@ -267,12 +268,13 @@ def _recipes_plan(seconds: float, *, n_train: int, n_val: int, side: int, native
     and why a recipe was left out."""
     recipes: dict[str, dict] = {}
     notes: list[str] = []
-    scratch_ok = native_side <= SCRATCH_MAX_NATIVE
+    # the rules of recipes.FineTune.skip_reason and recipes.ScratchCNN.skip_reason
+    scratch_ok = native_side <= config.RECIPE_SIDE_RATIO * config.SCRATCH_MAX_SIDE
     fine_share = seconds * (0.5 if scratch_ok else 1.0)
     ft_side, ft_epochs = plan_fine_tune(n_train=n_train, n_val=n_val, speed=speed,
                                         max_seconds=max(fine_share, 1.0))
     ft_seconds = ft_epochs * fine_tune_epoch_seconds(n_train, n_val, ft_side, speed)
-    if 2 * ft_side <= side:
+    if ft_side * config.RECIPE_SIDE_RATIO <= side:
         notes.append(f"fine-tune: the budget affords {ft_side} px, half the {side}-px features "
                      f"or less")
     elif ft_seconds > fine_share * 1.5:
@@ -284,7 +286,8 @@ def _recipes_plan(seconds: float, *, n_train: int, n_val: int, side: int, native
     scratch_seconds = seconds - (ft_seconds if "fine-tune" in recipes else 0.0)
     if not scratch_ok:
         notes.append(f"scratch CNN: the images are {native_side}-px photos")
-    elif scratch_seconds < 60 * speed.slowdown or not finest and seconds < 600:
+    elif (scratch_seconds < SCRATCH_MIN_SECONDS * speed.slowdown
+          or not finest and seconds < SCRATCH_COARSE_MIN_SECONDS):
         notes.append(f"scratch CNN: {scratch_seconds:.0f} s left is too little to train it")
     else:
         recipes["scratch CNN"] = {"max_seconds": round(scratch_seconds)}
@@ -321,11 +324,11 @@ def plan_study(minutes: float = config.STUDY_BUDGET_MINUTES, *, profile: Mapping
              f"{speed.slowdown:.1f}x the reference's time"]
     side = int(profile["image_size"])
     for side in [s for s in EXTRACTION_SIDES if s <= int(profile["image_size"])] or [side]:
-        extract = extraction_seconds(n, side, speed)
+        extract = extraction_estimate(n, side, speed)
         heads = len(targets) * search_seconds(rows=int(n * TRAIN_SHARE), epochs=BASELINE_EPOCHS,
                                               trials=1, speed=speed, factor=1.3)
         base = (len(targets) * (fixed("02") + fixed("03") + fixed("04")) + fixed("05")
-                + fixed("06") + extract + heads + extraction_seconds(n, 64, speed))
+                + fixed("06") + extract + heads + extraction_estimate(n, 64, speed))
         if base <= budget * 0.75:
             break
     if side != int(profile["image_size"]):
@@ -352,7 +355,7 @@ def plan_study(minutes: float = config.STUDY_BUDGET_MINUTES, *, profile: Mapping
                   Step("04", {**named, **sized, **search, "RECIPES": recipes},
                        round(fixed("04") + search_s + recipe_s))]
     steps += [Step("05", {"IMAGE_SIZE": side} if side != int(profile["image_size"]) else {},
-                   round(fixed("05") + extraction_seconds(n, 64, speed))),
+                   round(fixed("05") + extraction_estimate(n, 64, speed))),
               Step("06", {"IMAGE_SIZE": side} if side != int(profile["image_size"]) else {},
                    round(fixed("06")))]
     return steps, notes

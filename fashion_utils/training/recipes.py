@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from fashion_utils import config
 from fashion_utils.atomic import write_json_atomic
 from fashion_utils.checks import positive_float, positive_int
 from fashion_utils.training.finetune import (FineTuneResult, frozen_backbone_model,
@@ -78,7 +79,7 @@ class FineTune:
         """Why this recipe cannot win here: it would see the images at half the side the
         frozen features see them at, or less (detail it cannot make up in the epochs 2 CPU
         cores afford)."""
-        if 2 * self.image_size <= catalog_side:
+        if self.image_size * config.RECIPE_SIDE_RATIO <= catalog_side:
             return (f"fine-tuning at {self.image_size} px would see the {catalog_side}-px images "
                     f"the frozen features see at half the side or less")
         return None
@@ -104,13 +105,13 @@ class ScratchCNN:
     epochs: int = 40
     max_seconds: float | None = 1800.0
     rows: int | None = None
-    at_most: int = 64
+    at_most: int = config.SCRATCH_MAX_SIDE
 
     def skip_reason(self, *, catalog_side: int, image_path: str | os.PathLike) -> str | None:
         """Why this recipe cannot win here: the images are photos more than twice the side it
         works at, so it would learn from thumbnails."""
         longer = native_image_size(image_path, at_most=10_000)
-        if longer > 2 * self.at_most:
+        if longer > config.RECIPE_SIDE_RATIO * self.at_most:
             return (f"the images are {longer}-px photos: a CNN from scratch at {self.at_most} px "
                     f"would learn from thumbnails")
         return None

@@ -220,7 +220,7 @@ class BudgetedOneCycle(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def native_image_size(path: str | os.PathLike, *, at_most: int = 64) -> int:
+def native_image_size(path: str | os.PathLike, *, at_most: int = config.SCRATCH_MAX_SIDE) -> int:
     """The side the scratch CNN works at for a catalog: its images' longer side (one image,
     ``path``), at most ``at_most`` (Fashion-MNIST: its own 28 px; photos: 64)."""
     from PIL import Image

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,7 +294,6 @@ def _gather(folder: Path, keys: Sequence[str], where: dict[str, tuple[int, int]]
     for i, (shard, _) in enumerate(spots):
         by_shard.setdefault(shard, []).append(i)
     out: np.ndarray | None = None
-    seconds = 0.0
     for shard, positions in by_shard.items():
         with np.load(shards[shard].path, allow_pickle=False) as z:
             block = z["features"]
@@ -306,8 +304,16 @@ def _gather(folder: Path, keys: Sequence[str], where: dict[str, tuple[int, int]]
                              f"values a row, the store {folder} {out.shape[1]}: delete the store "
                              f"folder and run again")
         out[positions] = block[[spots[i][1] for i in positions]]
-        seconds += shards[shard].seconds * len(positions) / max(len(shards[shard].keys), 1)
-    return (out if out is not None else np.empty((0, 0), np.float32)), seconds
+    out = out if out is not None else np.empty((0, 0), np.float32)
+    return out, _seconds_of(keys, where, shards)
+
+
+def _seconds_of(keys: Sequence[str], where: dict[str, tuple[int, int]],
+                shards: list[_Shard]) -> float:
+    """What computing the stored vectors of ``keys`` cost: each shard's time shared over its
+    rows (no vector is read)."""
+    return float(sum(shards[where[k][0]].seconds / max(len(shards[where[k][0]].keys), 1)
+                     for k in keys))
 
 
 def _store_meta(folder: Path, *, model_key: str, image_size: int, letterbox: bool) -> dict:
@@ -445,19 +451,29 @@ def cached_embeddings(ids: Sequence[str], image_paths: Sequence[str], *, model_k
             many); with ``partial``, none has.
     """
     ids = [str(i) for i in ids]
-    folder = store_folder(cache_dir, model_key=model_key, image_size=image_size,
-                          letterbox=letterbox)
-    where, shards = _read_shards(folder) if folder.is_dir() else ({}, [])
-    keys = [image_key(p) for p in image_paths]
+    folder, keys, where, shards = _stored(image_paths, model_key=model_key,
+                                          image_size=image_size, cache_dir=cache_dir,
+                                          letterbox=letterbox, partial=partial)
     found = [i for i, k in enumerate(keys) if k in where]
-    missing = len(keys) - len(found)
-    if (missing and not partial) or not found:
-        raise FileNotFoundError(f"No finished feature cache for {missing or 'the'} of "
-                                f"{len(keys)} image(s) in {folder}: extract them first")
     feats, seconds = _gather(folder, [keys[i] for i in found], where, shards)
     return FeatureCache(folder=folder, ids=np.asarray([ids[i] for i in found]), features=feats,
                         seconds=seconds, meta={"model_key": model_key, "image_size": image_size,
                                                "letterbox": letterbox})
+
+
+def _stored(image_paths: Sequence[str], *, model_key: str, image_size: int,
+            cache_dir: str | os.PathLike, letterbox: bool, partial: bool = False):
+    """The store's folder, these images' keys and the store's index, checked to hold them."""
+    folder = store_folder(cache_dir, model_key=model_key, image_size=image_size,
+                          letterbox=letterbox)
+    where, shards = _read_shards(folder) if folder.is_dir() else ({}, [])
+    keys = [image_key(p) for p in image_paths]
+    found = sum(k in where for k in keys)
+    missing = len(keys) - found
+    if (missing and not partial) or not found:
+        raise FileNotFoundError(f"No finished feature cache for {missing or 'the'} of "
+                                f"{len(keys)} image(s) in {folder}: extract them first")
+    return folder, keys, where, shards
 
 
 def open_feature_store(folder: str | os.PathLike) -> FeatureCache:
@@ -482,16 +498,11 @@ def open_feature_store(folder: str | os.PathLike) -> FeatureCache:
 def find_feature_stores(cache_dir: str | os.PathLike, *, model_key: str | None = None,
                         image_size: int | None = None) -> list[Path]:
     """The store folders below ``cache_dir`` (optionally of one model and side)."""
-    found = []
-    root = Path(cache_dir)
-    for meta_file in sorted(root.glob(f"*/{STORE_FILE}")) if root.is_dir() else []:
-        meta = json.loads(meta_file.read_text())
-        if model_key is not None and meta.get("model_key") != model_key:
-            continue
-        if image_size is not None and meta.get("image_size") != image_size:
-            continue
-        found.append(meta_file.parent)
-    return found
+    metas = {f.parent: json.loads(f.read_text())
+             for f in sorted(Path(cache_dir).glob(f"*/{STORE_FILE}"))}
+    return [folder for folder, meta in metas.items()
+            if model_key in (None, meta.get("model_key"))
+            and image_size in (None, meta.get("image_size"))]
 
 
 def store_summary(cache_dir: str | os.PathLike) -> pd.DataFrame:
@@ -515,18 +526,13 @@ def extract_features(catalog: pd.DataFrame, backbone_name: str, *, image_size: i
                      chunk_size: int = DEFAULT_CHUNK_SIZE, letterbox: bool = False,
                      weights: str | None = "imagenet",
                      progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled backbone features for every row of a catalog, cached on disk.
+    """Pooled backbone features for every row of a catalog, stored on disk
+    (:func:`extract_embeddings`, whose options it passes on).
 
     Args:
         catalog: a table with ``id`` and ``image_path`` columns (see ``data.load_catalog``).
         backbone_name: a name from ``backbones.BACKBONE_NAMES``.
-        image_size: square input side in pixels.
-        cache_dir: folder for the cache (notebooks pass ``paths.features``).
-        batch_size: images per forward pass.
-        chunk_size: images per resumable chunk.
-        letterbox: keep aspect ratio (pad) instead of stretching.
         weights: ``"imagenet"`` or ``None`` (random weights, for tests).
-        progress: show a progress bar.
 
     Returns:
         ``(ids, features)`` in the catalog's row order; features are float32 ``(N, D)``.
@@ -571,9 +577,12 @@ def extraction_seconds(catalog: pd.DataFrame, backbone_name: str, *, image_size:
     Raises:
         FileNotFoundError: an image of the catalog has no stored vector at this side.
     """
-    return finished_feature_cache(catalog, backbone_name, image_size=image_size,
-                                  cache_dir=cache_dir, letterbox=letterbox,
-                                  weights=weights).seconds
+    columns_present(catalog, ["image_path"], "catalog")
+    _, keys, where, shards = _stored(catalog["image_path"].astype(str).tolist(),
+                                     model_key=backbone_model_key(backbone_name, weights),
+                                     image_size=image_size, cache_dir=cache_dir,
+                                     letterbox=letterbox)
+    return _seconds_of(keys, where, shards)
 
 
 def align_features(ids: Sequence[str], feature_ids: np.ndarray, features: np.ndarray) -> np.ndarray:
@@ -589,8 +598,3 @@ def align_features(ids: Sequence[str], feature_ids: np.ndarray, features: np.nda
         missing = wanted[pos < 0][:5].tolist()
         raise ValueError(f"{int((pos < 0).sum())} id(s) have no cached features, e.g. {missing}")
     return np.asarray(features[pos])
-
-
-def clear_cache(cache_dir: str | os.PathLike) -> None:
-    """Delete every feature cache below ``cache_dir``."""
-    shutil.rmtree(cache_dir, ignore_errors=True)
