@@ -5,4 +5,6 @@ imported one by one (``from fashion_utils.catalog import data``) so that importi
 not pull in TensorFlow.
 """
 
+from fashion_utils import config as _config  # noqa: F401  (quiets TensorFlow's first import)
+
 __version__ = "0.1.0"

@@ -13,14 +13,81 @@ Environment variables (all optional):
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.machinery
+import logging
 import numbers
 import os
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 # Quiet TensorFlow's start-up log lines in notebooks and tests (set before TF is imported).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def _stderr_file_silenced() -> Iterator[None]:
+    """Send file descriptor 2 (what C++ code writes to) to the null device for a while."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Imports TensorFlow with its C++ start-up lines silenced, wherever it is first imported.
+
+    TensorFlow 2.21 logs through abseil before abseil's log is set up, so
+    ``TF_CPP_MIN_LOG_LEVEL`` no longer stops "All log messages before absl::InitializeLog()"
+    and the oneDNN line: a kernel would show them on stderr in the cell that first imports
+    Keras. Python errors and warnings raised by the import still surface.
+    """
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "tensorflow":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            with _stderr_file_silenced():
+                run(module)
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+class _NoRetracingNotice(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls ... triggered tf.function retracing".
+
+    A KerasTuner search, and a seed study, build a new model per trial or seed and each traces
+    its own predict step once: the notice counts those first traces across models as retracing
+    and asks for a fix that does not apply. Every other TensorFlow log record passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+if not any(isinstance(f, _NoRetracingNotice) for f in logging.getLogger("tensorflow").filters):
+    logging.getLogger("tensorflow").addFilter(_NoRetracingNotice())
+if "tensorflow" not in sys.modules and not any(
+        isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
@@ -71,6 +138,36 @@ SECOND_TARGET = "articleType"
 def output_root() -> Path:
     """The folder that holds ``data/``, ``models/`` and ``reports/`` (env ``FASHION_OUTPUT_ROOT``)."""
     return Path(os.environ.get("FASHION_OUTPUT_ROOT", PROJ_ROOT)).resolve()
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A path as a reader of the notebooks and reports sees it, without this machine's folders:
+    relative to :data:`PROJ_ROOT` inside the project, ``~/...`` under the home folder, else
+    ``…/`` and its last two parts. The one rule for every path a notebook prints.
+
+    >>> display_path(PROJ_ROOT / "models" / "fashion-mnist" / "kept_articleType.keras")
+    'models/fashion-mnist/kept_articleType.keras'
+    >>> display_path("/srv/scratch/run-7/reports/01_eda.json")
+    '…/reports/01_eda.json'
+
+    Raises:
+        ValueError: ``path`` is not a path (a string or a path-like object).
+    """
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        raise ValueError(f"path must be a string or a path. Received: path={path!r}")
+    given = Path(path)
+    if not given.is_absolute():
+        return given.as_posix()
+    full = Path(os.path.abspath(given))
+    for base, prefix in ((PROJ_ROOT, ""), (Path.home(), "~/")):
+        if base == Path(base.anchor):  # a home folder of "/" would claim every path
+            continue
+        try:
+            inside = full.relative_to(base)
+        except ValueError:
+            continue
+        return prefix + inside.as_posix() if inside.parts else (prefix.rstrip("/") or ".")
+    return "…/" + "/".join(full.parts[-2:]) if len(full.parts) > 2 else full.name or "…"
 
 
 def default_data_dir() -> Path:

@@ -1,7 +1,9 @@
 """Evaluation helpers shared by notebooks 03–05, and the metrics files the README reads.
 
 Classification: :func:`classification_table` (the original study's table layout),
-:func:`macro_f1`, :func:`bootstrap_accuracy_ci`, :func:`headline_metrics`,
+:func:`macro_f1`, :func:`wilson_interval`, :func:`headline_metrics`; the tests a claim needs:
+:func:`mcnemar_test`, :func:`welch_test`, :func:`paired_test`, :func:`verdict` (:data:`ALPHA`,
+:data:`MIN_EFFECT`);
 :func:`comparison_table` (beside the original study's 0.959 accuracy / 0.92 macro-F1),
 :func:`plot_confusion_matrix` (counts or row-normalised, ``ax=``), :func:`misclassified_grid`.
 Metrics files: :func:`write_metrics`, :func:`read_metrics`.
@@ -11,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from fashion_utils.atomic import write_json_atomic
+from fashion_utils.atomic import write_csv_atomic, write_json_atomic
 from fashion_utils.config import Paths
 
 
@@ -59,10 +62,38 @@ def read_metrics(name: str, *, paths: Paths) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def predictions_path(name: str, *, paths: Paths) -> Path:
+    """Where :func:`write_predictions` keeps a model's test-side predictions."""
+    if not name or "/" in name:
+        raise ValueError(f"name must be a plain file stem. Received: name={name!r}")
+    return paths.processed / "predictions" / f"{name}.csv"
+
+
+def write_predictions(name: str, *, ids: Sequence[Any], y_true: Any, y_pred: Any,
+                      paths: Paths) -> Path:
+    """A model's test-side predictions per item (``id, true, predicted``), for a later paired
+    test against another model on the same items (:func:`mcnemar_test`)."""
+    y_true, y_pred = _labels(y_true, y_pred)
+    if len(ids) != len(y_true):
+        raise ValueError(f"ids and labels differ in length: {len(ids)} and {len(y_true)}")
+    table = pd.DataFrame({"id": [str(i) for i in ids], "true": y_true, "predicted": y_pred})
+    return write_csv_atomic(table, predictions_path(name, paths=paths))
+
+
+def read_predictions(name: str, *, paths: Paths) -> pd.DataFrame:
+    """What :func:`write_predictions` wrote for ``name`` (ids as strings)."""
+    path = predictions_path(name, paths=paths)
+    if not path.exists():
+        raise FileNotFoundError(f"No test predictions {name!r} at {path}: run that notebook first.")
+    return pd.read_csv(path, dtype={"id": str, "true": str, "predicted": str})
+
+
 # --------------------------------------------------------------------------- classification metrics
 
 #: The original study's headline numbers (Kaggle catalog, masterCategory, 20% test split).
 ORIGINAL_STUDY: dict[str, float] = {"accuracy": 0.959, "macro_f1": 0.92}
+#: The attribute the original study predicted: its row compares only there.
+ORIGINAL_TARGET = "masterCategory"
 REPORT_COLUMNS: list[str] = ["precision", "recall", "f1-score", "support"]
 
 
@@ -124,59 +155,142 @@ def macro_f1(y_true: Any, y_pred: Any) -> float:
     return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
 
 
-def bootstrap_accuracy_ci(y_true: Any, y_pred: Any, *, n_boot: int = 1000, seed: int = 42,
-                          level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the accuracy (test items resampled).
+#: A difference is stated as a gain or a loss only when its test gives p below this ...
+ALPHA: float = 0.05
+#: ... and it is at least this large (absolute accuracy: 0.2 percentage points).
+MIN_EFFECT: float = 0.002
+#: What a sentence says when a test does not support a difference.
+NO_DIFFERENCE = "no difference we can detect"
 
-    Args:
-        y_true, y_pred: labels of the test items.
-        n_boot: bootstrap resamples.
-        seed: random seed (same inputs and seed, same interval).
-        level: coverage, e.g. 0.95.
 
-    Returns:
-        ``(low, high)``.
-    """
-    y_true, y_pred = _labels(y_true, y_pred)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 10:
-        raise ValueError(f"n_boot must be an integer >= 10. Received: n_boot={n_boot!r}")
+def wilson_interval(correct: int, n: int, *, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (``correct`` of ``n``), from scipy."""
+    from scipy.stats import binomtest
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer. Received: n={n!r}")
+    if isinstance(correct, bool) or not isinstance(correct, (int, np.integer)) \
+            or not 0 <= correct <= n:
+        raise ValueError(f"correct must be an integer in [0, n={n}]. Received: {correct!r}")
     if not isinstance(level, float) or not 0 < level < 1:
         raise ValueError(f"level must be a float with 0 < x < 1. Received: level={level!r}")
-    correct = (y_true == y_pred).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    means, chunk = [], max(1, 2_000_000 // len(correct))
-    for lo in range(0, n_boot, chunk):
-        idx = rng.integers(0, len(correct), size=(min(chunk, n_boot - lo), len(correct)))
-        means.append(correct[idx].mean(axis=1))
-    boots = np.concatenate(means)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(boots, [alpha, 1 - alpha])
-    return float(low), float(high)
+    ci = binomtest(int(correct), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
-def headline_metrics(y_true: Any, y_pred: Any, *, n_boot: int = 1000, seed: int = 42,
-                     level: float = 0.95) -> dict[str, float | int]:
-    """Accuracy, macro-F1, the bootstrap CI bounds and the number of test items."""
+def accuracy_interval(y_true: Any, y_pred: Any, *, level: float = 0.95) -> tuple[float, float]:
+    """The accuracy's Wilson interval (:func:`wilson_interval`) on these test items."""
     y_true, y_pred = _labels(y_true, y_pred)
-    low, high = bootstrap_accuracy_ci(y_true, y_pred, n_boot=n_boot, seed=seed, level=level)
+    return wilson_interval(int(np.sum(y_true == y_pred)), len(y_true), level=level)
+
+
+def headline_metrics(y_true: Any, y_pred: Any, *, level: float = 0.95) -> dict[str, float | int]:
+    """Accuracy, macro-F1, the Wilson interval's bounds, the counts of correct and test items."""
+    y_true, y_pred = _labels(y_true, y_pred)
+    low, high = accuracy_interval(y_true, y_pred, level=level)
     return {"accuracy": float(np.mean(y_true == y_pred)), "macro_f1": macro_f1(y_true, y_pred),
-            "ci_low": low, "ci_high": high, "n_test": int(len(y_true))}
+            "ci_low": low, "ci_high": high, "n_correct": int(np.sum(y_true == y_pred)),
+            "n_test": int(len(y_true))}
 
 
-def comparison_table(results: Mapping[str, Mapping[str, Any]], *,
-                     include_original: bool = True, digits: int = 3) -> pd.DataFrame:
-    """Headline numbers side by side, with the original study's first.
+def mcnemar_test(correct_a: Any, correct_b: Any) -> dict[str, float | int]:
+    """McNemar's exact test for two models scored on the same items.
+
+    Args:
+        correct_a, correct_b: per item, whether model a (b) got it right, in one item order.
+
+    Returns:
+        ``{"difference": accuracy b - a, "a_only": items only a got right, "b_only": items only
+        b got right, "p_value": the two-sided exact binomial p on the discordant items}``.
+    """
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if a.ndim != 1 or a.shape != b.shape or not len(a):
+        raise ValueError(f"correct_a and correct_b must be equal, non-empty 1-d sequences. "
+                         f"Received shapes {a.shape} and {b.shape}")
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(b & ~a))
+    p = binomtest(b_only, a_only + b_only).pvalue if a_only + b_only else 1.0
+    return {"difference": float(b.mean() - a.mean()), "a_only": a_only, "b_only": b_only,
+            "n": int(len(a)), "p_value": float(p)}
+
+
+def welch_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | None]:
+    """Welch's t-test (unequal variances) of b against a, e.g. accuracies over seeds.
+
+    Returns:
+        ``{"difference": mean b - mean a, "t": ..., "p_value": two-sided p, "n_a", "n_b"}``;
+        ``t`` and ``p_value`` are None when neither side varies (the test is undefined).
+    """
+    from scipy.stats import ttest_ind
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim != 1 or b.ndim != 1 or len(a) < 2 or len(b) < 2:
+        raise ValueError(f"a and b need at least 2 values each. Received {a.tolist()} and "
+                         f"{b.tolist()}")
+    diff = float(b.mean() - a.mean())
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return {"difference": diff, "t": None, "p_value": None, "n_a": len(a), "n_b": len(b)}
+    with warnings.catch_warnings():  # near-equal seeds: scipy warns of precision, p stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = ttest_ind(b, a, equal_var=False)
+    return {"difference": diff, "t": float(result.statistic), "p_value": float(result.pvalue),
+            "n_a": len(a), "n_b": len(b)}
+
+
+def paired_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | None]:
+    """The paired t-test of b against a on the same items (e.g. per-query precision@5).
+
+    Returns:
+        ``{"mean_a", "mean_b", "difference": mean b - mean a, "t", "p_value", "n"}``; ``t``
+        and ``p_value`` are None when a and b agree on every item.
+    """
+    from scipy.stats import ttest_rel
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape or len(a) < 2:
+        raise ValueError(f"a and b must be equal 1-d sequences of at least 2 values. "
+                         f"Received shapes {a.shape} and {b.shape}")
+    out = {"mean_a": float(a.mean()), "mean_b": float(b.mean()),
+           "difference": float(b.mean() - a.mean()), "t": None, "p_value": None, "n": len(a)}
+    if np.any(a != b):
+        result = ttest_rel(b, a)
+        out.update(t=float(result.statistic), p_value=float(result.pvalue))
+    return out
+
+
+def verdict(difference: float, p_value: float | None, *, better: str = "helped",
+            worse: str = "hurt", min_effect: float = MIN_EFFECT, alpha: float = ALPHA) -> str:
+    """``better`` or ``worse`` only when the test supports it (p < ``alpha``) and the difference
+    is at least ``min_effect``; otherwise :data:`NO_DIFFERENCE`."""
+    if p_value is None or not p_value < alpha or abs(difference) < min_effect:
+        return NO_DIFFERENCE
+    return better if difference > 0 else worse
+
+
+def p_text(p_value: float | None) -> str:
+    """A p-value as a sentence gives it: ``p = 0.031``, ``p < 0.001``, or why there is none."""
+    if p_value is None:
+        return "no p-value: no seed varied"
+    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
+
+
+def comparison_table(results: Mapping[str, Mapping[str, Any]], *, target: str | None = None,
+                     digits: int = 3) -> pd.DataFrame:
+    """Headline numbers side by side; the original study's row first where it compares.
 
     Args:
         results: ``{row name: metrics}`` where metrics has ``accuracy``, ``macro_f1`` and
             optionally ``ci_low``, ``ci_high``, ``n_test`` (e.g. :func:`headline_metrics`).
-        include_original: add the original study's row (:data:`ORIGINAL_STUDY`).
+        target: the predicted attribute; the original study's row (:data:`ORIGINAL_STUDY`)
+            is added only for its own target, :data:`ORIGINAL_TARGET`.
         digits: rounding.
 
     Returns:
         Rows per result; columns ``accuracy, 95% CI, macro_f1, n_test``.
     """
-    rows = {"original study (Kaggle, masterCategory)": dict(ORIGINAL_STUDY)} if include_original else {}
+    rows = ({"original study (Kaggle, masterCategory)": dict(ORIGINAL_STUDY)}
+            if target == ORIGINAL_TARGET else {})
     rows.update({name: dict(metrics) for name, metrics in results.items()})
     table = []
     for name, m in rows.items():

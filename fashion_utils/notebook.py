@@ -136,7 +136,7 @@ NOTEBOOKS: Mapping[str, NotebookDefaults] = MappingProxyType({
             "scratch CNN": {"epochs": 2, "rows": 300, "max_seconds": 60}})),
     "05_recommendation": _notebook(
         ["TARGET", "SEED", "BACKBONE", "IMAGE_SIZE"],
-        choices={"EMBEDDING_SOURCE": ("auto", "pretrained", "finetuned", "colour histogram")}),
+        choices={"EMBEDDING_SOURCE": ("auto", "pretrained", "kept model", "colour histogram")}),
     "06_multi_output": _notebook(
         ["TARGET", "SEED", "BACKBONE", "IMAGE_SIZE"],
         EPOCHS=Default(40, quick=5),
@@ -170,6 +170,8 @@ class Run:
         seed: the seed everything was seeded with.
         parameters: the values of the parameters that have defaults, after filling.
         filled: the names :func:`setup` filled from the defaults (the others were passed).
+        target: the target in the run's figure names (:meth:`figure_name`): ``TARGET`` for a
+            notebook run per target (02-04), else ``None``.
     """
 
     notebook: str
@@ -181,6 +183,7 @@ class Run:
     filled: tuple[str, ...]
     started: float
     clock: Callable[[], float] = field(default=time.perf_counter, repr=False, compare=False)
+    target: str | None = None
 
     def elapsed(self) -> float:
         """Seconds since :func:`setup`, rounded to 0.1 s (what the metrics files record)."""
@@ -195,13 +198,28 @@ class Run:
         return evaluation.write_metrics(self.name, {**metrics, "provenance": record},
                                         paths=self.paths)
 
+    def figure_name(self, what: str, *, target: str | None = None) -> str:
+        """A figure's file stem, the one rule: ``<notebook>-<target>_<what>`` for every target,
+        the default one included (``03_baseline_cnn-masterCategory_confusion_matrix``);
+        ``target`` defaults to the run's (05 passes its label level); a run without a target
+        (06: every attribute at once) has ``<notebook>_<what>`` (``06_multi_output_predictions``).
+        """
+        if not isinstance(what, str) or not what:
+            raise ValueError(f"what must be a non-empty string. Received: what={what!r}")
+        target = target if target is not None else self.target
+        return f"{self.notebook}-{target}_{what}" if target else f"{self.notebook}_{what}"
+
+    def save_fig(self, fig: Any, what: str, *, target: str | None = None) -> Path:
+        """Save ``fig`` as the run's figure ``what`` (:meth:`figure_name`, ``plots.save_fig``)."""
+        return plots.save_fig(fig, self.figure_name(what, target=target), paths=self.paths)
+
     def __str__(self) -> str:
         mode = "quick mode" if self.quick else "full mode"
         shown = [_shown(k, v, passed=k not in self.filled) for k, v in self.parameters.items()]
         lines = [f"{self.name}: {mode}, seed {self.seed}",
-                 f"catalog: {self.paths.data_dir}",
-                 f"reports: {self.paths.reports} (figures, metrics)",
-                 f"models:  {self.paths.models}"]
+                 f"catalog: {config.display_path(self.paths.data_dir)}",
+                 f"reports: {config.display_path(self.paths.reports)} (figures, metrics)",
+                 f"models:  {config.display_path(self.paths.models)}"]
         rows: list[list[str]] = [[]]
         for item in shown:  # wrapped at 100 characters, never inside one parameter
             if rows[-1] and ("\n" in item or "\n" in rows[-1][-1] or len(
@@ -264,7 +282,7 @@ def setup(notebook: str, namespace: MutableMapping[str, Any], *,
     target = namespace.get("TARGET") if spec.target_in_name else None
     return Run(notebook=notebook, name=config.named_for_target(notebook, target=target), paths=paths,
                quick=quick, seed=seed, parameters={k: namespace[k] for k in spec.defaults},
-               filled=tuple(filled), started=started, clock=clock)
+               filled=tuple(filled), started=started, clock=clock, target=target)
 
 
 def profiled_image_size(paths: config.Paths) -> int:
@@ -333,3 +351,32 @@ def quick_subset(catalog: pd.DataFrame, *, seed: int = config.SEED,
 def in_voila() -> bool:
     """True when the kernel runs under Voilà (``make explore``), where widgets are always live."""
     return os.environ.get("SERVER_SOFTWARE", "").startswith("voila")
+
+
+def show_table(frame: pd.DataFrame, *, empty: str = "none") -> pd.DataFrame | None:
+    """A table as a notebook shows it: its path columns (``image_path``, ``*_path``, ``path``) as
+    :func:`config.display_path` writes them, or, when it has no row, the sentence ``empty``
+    printed instead of pandas' "Empty DataFrame". End a cell with it::
+
+        notebook.show_table(report.excluded.head(20), empty="No row was excluded.")
+
+    Returns:
+        The table to display, or ``None`` (nothing more to display) when it is empty.
+
+    Raises:
+        ValueError: ``frame`` is not a DataFrame, or ``empty`` is not a non-empty string.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"frame must be a pandas DataFrame. Received: frame={type(frame)!r}")
+    if not isinstance(empty, str) or not empty.strip():
+        raise ValueError(f"empty must be a non-empty sentence. Received: empty={empty!r}")
+    if frame.empty:
+        print(empty)
+        return None
+    paths = [c for c in frame.columns
+             if isinstance(c, str) and (c == "path" or c.endswith("_path"))]
+    shown = frame.copy() if paths else frame
+    for column in paths:
+        shown[column] = [config.display_path(v) if isinstance(v, (str, os.PathLike)) and str(v)
+                         else v for v in shown[column]]
+    return shown

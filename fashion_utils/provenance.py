@@ -23,8 +23,10 @@ PACKAGES: tuple[str, ...] = ("tensorflow", "tensorflow-cpu", "keras", "keras-tun
                              "pandas", "scikit-learn", "pillow", "faiss-cpu", "papermill")
 
 
-#: What a run of the study writes into the checkout: not a change to the code that made it.
-RUN_OUTPUTS: tuple[str, ...] = ("reports", "README.md")
+#: What a run of the study writes into the checkout: not a change to the code that made it
+#: (README.md's generated findings; the pages whose tables ``make bench`` rewrites,
+#: ``tools.bench.measure.BENCH_PAGES``: a test holds the two together).
+RUN_OUTPUTS: tuple[str, ...] = ("reports", "README.md", "docs/BENCHMARKS.md", "docs/EXPLORER.md")
 
 
 def git_state(root: os.PathLike | str = config.PROJ_ROOT) -> dict[str, Any]:
@@ -32,7 +34,7 @@ def git_state(root: os.PathLike | str = config.PROJ_ROOT) -> dict[str, Any]:
     [...]}``; ``None`` where ``root`` is not a git checkout or git is missing.
 
     ``dirty`` judges the source: changes under :data:`RUN_OUTPUTS` (the reports a run itself
-    rewrites, README.md's generated blocks included) do not count.
+    rewrites, README.md's generated block and the benchmark tables included) do not count.
     """
     def git(*args: str) -> str | None:
         try:

@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"vision"},
     {"training", "recommend"},
     {"views"},
-    {"notebook"},
+    {"notebook", "findings"},
     {"tools"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -1,6 +1,6 @@
-"""Bad input, one test per row of the README's table "Bad input: what happens" (issue 15).
+"""Bad input, one test per row of the table "Bad input: what happens" in docs/DATA.md (issue 15).
 
-Each row of that table names its test here; ``test_the_readme_table_names_these_tests`` holds
+Each row of that table names its test here; ``test_the_data_page_table_names_these_tests`` holds
 the two together. Every case goes through the entry point a user meets (``data.load_catalog``,
 the feature extraction, ``models.predict_images``' decoder, ``sampling.drop_rare_classes``, the
 runner): a clear error naming the input, or an explicit, counted entry in a report.
@@ -25,7 +25,7 @@ from fashion_utils.tools import runner
 
 from conftest import KAGGLE_COLUMNS, build_kaggle_dir, write_image
 
-README = config.PROJ_ROOT / "README.md"
+DATA_PAGE = config.PROJ_ROOT / "docs" / "DATA.md"
 TABLE_START, TABLE_END = "<!-- bad-input:start -->", "<!-- bad-input:end -->"
 
 
@@ -285,19 +285,19 @@ class _MeanColour:
 
 
 def _table_rows() -> list[list[str]]:
-    text = README.read_text()
+    text = DATA_PAGE.read_text(encoding="utf-8")
     body = text[text.index(TABLE_START) + len(TABLE_START):text.index(TABLE_END)]
     lines = [line for line in body.strip().splitlines() if line.startswith("|")]
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
 
 
-def test_the_readme_table_names_these_tests():
+def test_the_data_page_table_names_these_tests():
     """Each row names its test: a test of this file, or ``tests/<file>.py::<test>`` for a case
     another module's tests already cover; every test here is in the table."""
     rows = _table_rows()
     named = [re.search(r"`((?:tests/\w+\.py::)?test_\w+)`", row[-1]).group(1) for row in rows]
     here = {name for name in globals() if name.startswith("test_") and name != (
-        "test_the_readme_table_names_these_tests")}
+        "test_the_data_page_table_names_these_tests")}
     local = [n for n in named if "::" not in n]
     assert sorted(local) == sorted(here)  # every local row tested, every local test listed
     for ref in (n for n in named if "::" in n):

@@ -45,7 +45,7 @@ def test_the_timings_are_judged_on_the_median_and_a_failure_is_reported(monkeypa
         bench.bench_explorer(n=10)
 
 
-def test_the_readme_lines_name_the_catalog_the_goal_and_the_verdict():
+def test_the_page_lines_name_the_catalog_the_goal_and_the_verdict():
     result = {"picks": 12, "front_end": "voila", "browser": "chromium (headless)", "n_items": 44_000,
               "image_size": [1800, 2400], "dim": 1280, "goal_ms": 300.0, "met": False,
               "load_average": [0.31, 0.5, 0.6],

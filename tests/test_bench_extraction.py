@@ -1,4 +1,5 @@
-"""The extraction benchmark: its README table and its option checks (the runs are heavy)."""
+"""The extraction benchmark: its table (docs/BENCHMARKS.md) and its option checks (the runs are
+heavy)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def _result() -> dict:
             "catalog_at_default_size": {"image_size": 96, "runs": runs}}
 
 
-def test_extraction_markdown_is_the_readme_table():
+def test_extraction_markdown_is_the_page_table():
     table = extraction.extraction_markdown(_result()).splitlines()
     assert table[0].startswith("| image size | streamed from disk (img/s) |")
     assert table[2] == "| 32 px | 1,826 | 3,372 | 0.54 | 13 | 145x |"

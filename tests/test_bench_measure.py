@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from fashion_utils import config, provenance
 from fashion_utils.tools.bench import measure
 
 MIB = 2**20
@@ -105,16 +106,47 @@ def test_default_results_file_is_the_repository_report():
     assert measure.benchmarks_path().parts[-2:] == ("reports", "benchmarks.json")
 
 
-def test_update_readme_replaces_only_the_section_between_its_markers(tmp_path):
-    readme = tmp_path / "README.md"
-    start, end = measure.readme_markers("scale")
+def test_update_page_replaces_only_the_section_between_its_markers(tmp_path):
+    page = tmp_path / "BENCHMARKS.md"
+    start, end = measure.page_markers("scale")
     assert (start, end) == ("<!-- bench:scale:start -->", "<!-- bench:scale:end -->")
     other = "<!-- bench:extraction:start -->\nkeep me\n<!-- bench:extraction:end -->"
-    readme.write_text(f"# Title\n\n{other}\n\n{start}\nold table\n{end}\n\nTail – ünïcode\n")
-    measure.update_readme("| new | table |", readme=readme, section="scale")
-    text = readme.read_text(encoding="utf-8")
+    page.write_text(f"# Title\n\n{other}\n\n{start}\nold table\n{end}\n\nTail – ünïcode\n",
+                    encoding="utf-8")
+    assert measure.update_page("| new | table |", page=page, section="scale") == page
+    text = page.read_text(encoding="utf-8")
     assert f"{start}\n| new | table |\n{end}" in text and "old table" not in text
     assert other in text and text.startswith("# Title") and text.endswith("Tail – ünïcode\n")
-    with pytest.raises(ValueError, match="README lacks the markers <!-- bench:recommender:start"):
-        measure.update_readme("x", readme=readme, section="recommender")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
+    with pytest.raises(ValueError,
+                       match="BENCHMARKS.md lacks the markers <!-- bench:recommender:start"):
+        measure.update_page("x", page=page, section="recommender")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["BENCHMARKS.md"]
+
+
+def test_each_table_has_one_page_that_holds_its_markers_once():
+    """``BENCH_PAGES`` is where a section's table lives: each page exists in the repository
+    and holds that section's markers exactly once, in order; no page holds another section's."""
+    assert measure.BENCH_PAGES == {"extraction": "docs/BENCHMARKS.md",
+                                   "scale": "docs/BENCHMARKS.md",
+                                   "training": "docs/BENCHMARKS.md",
+                                   "explorer": "docs/EXPLORER.md"}
+    pages = {measure.bench_page(section) for section in measure.BENCH_PAGES}
+    for section in measure.BENCH_PAGES:
+        start, end = measure.page_markers(section)
+        page = measure.bench_page(section)
+        assert page == config.PROJ_ROOT / measure.BENCH_PAGES[section]
+        text = page.read_text(encoding="utf-8")
+        assert text.count(start) == 1 and text.count(end) == 1, (section, page)
+        assert text.index(start) < text.index(end)
+        for other in pages - {page}:
+            assert start not in other.read_text(encoding="utf-8"), (section, other)
+    readme = (config.PROJ_ROOT / "README.md").read_text(encoding="utf-8")
+    assert "<!-- bench:" not in readme  # the README holds no benchmark table
+    with pytest.raises(ValueError, match="one with a table.*Received: section='recommender'"):
+        measure.bench_page("recommender")
+
+
+def test_the_pages_make_bench_rewrites_do_not_make_the_source_dirty():
+    """A run of ``make bench`` rewrites its tables: like the README's generated blocks, those
+    pages are run outputs, not a change to the code (``provenance.RUN_OUTPUTS``)."""
+    assert set(measure.BENCH_PAGES.values()) <= set(provenance.RUN_OUTPUTS)

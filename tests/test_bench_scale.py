@@ -1,4 +1,5 @@
-"""The scale benchmark: the plumbing of ``bench_scale``, its stages and its README table."""
+"""The scale benchmark: the plumbing of ``bench_scale``, its stages and its table
+(docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 

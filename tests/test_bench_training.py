@@ -42,7 +42,7 @@ def test_measure_budget_trains_scores_once_and_counts_from_the_saved_file(tmp_pa
     sample = _sample(build_kaggle_dir(tmp_path / "catalog", n_per_type=8))
     row = training.measure_budget(sample, target="articleType", minutes=0.2,
                                   model_dir=tmp_path / "models", image_size=16, widths=(8, 16),
-                                  batch_size=8, warmup_epochs=1, epochs=2, n_boot=50, verbose=0)
+                                  batch_size=8, warmup_epochs=1, epochs=2, verbose=0)
     assert row["minutes"] == 0.2 and row["target"] == "articleType"
     test = row["test"]
     assert test["n_test"] == 12 and 0 <= test["ci_low"] <= test["accuracy"] <= test["ci_high"] <= 1
@@ -80,7 +80,7 @@ def _result(**budget) -> dict:
             "figure": "/x/bench_training_minutes.png", "budgets": [row]}
 
 
-def test_the_readme_table_has_a_row_per_budget_from_the_result():
+def test_the_page_table_has_a_row_per_budget_from_the_result():
     text = training.training_markdown(_result(retrieval={
         "whole_catalog": {"articleType": {"precision@5": 0.9312}},
         "held_out": {"articleType": {"precision@5": 0.9201}}}))
@@ -106,7 +106,7 @@ def test_retrieval_scores_are_05s_evaluation_of_the_models_embeddings(tmp_path):
     splits.save_splits(sample[["id", "split"]], paths)
     row = training.measure_budget(sample, target="articleType", minutes=0.2,
                                   model_dir=tmp_path / "models", image_size=16, widths=(8, 16),
-                                  batch_size=8, warmup_epochs=1, epochs=2, n_boot=20, verbose=0)
+                                  batch_size=8, warmup_epochs=1, epochs=2, verbose=0)
     scores = training.retrieval_scores(row["settings"]["model_path"], paths=paths,
                                        target="articleType")
     assert set(scores) == {"whole_catalog", "held_out"}

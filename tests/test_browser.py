@@ -39,7 +39,8 @@ from browser_support import (CHROMIUM_ARGS, K, KERNEL_STATUS_IDLE, MAX_UPLOAD_BY
 
 CHROMIUM = find_chromium()
 #: Screenshots go to a temporary folder, so that `make test` leaves the work tree clean;
-#: `make screenshots` sets FASHION_SCREENSHOTS=reports/fashion-mnist/figures to refresh the README's.
+#: `make screenshots` sets FASHION_SCREENSHOTS=reports/fashion-mnist/figures to refresh those that
+#: docs/EXPLORER.md shows.
 FIGURES = Path(os.environ.get("FASHION_SCREENSHOTS")
                or Path(tempfile.gettempdir()) / "fashion-explorer-screenshots")
 PICK_ROW = 25  # a Sneaker: another class than the first product (a T-shirt)

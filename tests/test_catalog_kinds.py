@@ -128,5 +128,5 @@ def test_the_frozen_head_alone_is_kept_refit_and_05_judges_its_train_only_model(
     check = ft["user_check"]
     assert check["correct_from_file"] == check["correct_in_notebook"] and check["images"] > 0
     rec = json.loads((paths.metrics / "05_recommendation.json").read_text())
-    assert rec["finetuned_model"] == ft["saved_model"]
-    assert rec["embedding_choice"]["finetuned_judged_with"] == train_only
+    assert rec["kept_model"] == ft["saved_model"]
+    assert rec["embedding_choice"]["kept_judged_with"] == train_only

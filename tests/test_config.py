@@ -68,3 +68,44 @@ def test_catalog_image_size_is_a_multiple_of_32_within_bounds_and_grows_with_the
 def test_catalog_image_size_refuses_what_is_not_a_side(bad):
     with pytest.raises(ValueError, match="short_side must be a positive number"):
         config.catalog_image_size(bad)
+
+
+def test_display_path_hides_the_machines_folders(monkeypatch, tmp_path):
+    """Issue 30: printed paths name no folder of this machine: project-relative, ``~/``, or the
+    last two parts after ``…/``."""
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: tmp_path / "home"))
+    model = config.PROJ_ROOT / "models" / "fashion-mnist" / "kept_articleType.keras"
+    assert config.display_path(model) == "models/fashion-mnist/kept_articleType.keras"
+    assert config.display_path(str(config.PROJ_ROOT)) == "."
+    assert config.display_path(tmp_path / "home" / "data" / "x.csv") == "~/data/x.csv"
+    outside = "/srv/run-7/reports/metrics/01_eda.json"
+    assert config.display_path(outside) == "…/metrics/01_eda.json"
+    assert config.display_path("data/raw/x.png") == "data/raw/x.png"  # relative: as it is
+    with pytest.raises(ValueError, match="Received: path=3"):
+        config.display_path(3)
+
+
+def test_importing_tensorflow_through_the_package_prints_nothing_on_stderr():
+    """TensorFlow 2.21's abseil start-up lines ignore TF_CPP_MIN_LOG_LEVEL; the package's first
+    import of Keras silences them (and a Python warning still shows)."""
+    import subprocess
+    import sys
+
+    code = ("import fashion_utils.vision.models, warnings, tensorflow as tf; "
+            "tf.constant(1); warnings.warn('still shown')")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stderr
+    assert "absl" not in err and "oneDNN" not in err and "I0000" not in err, err
+    assert "UserWarning: still shown" in err
+
+
+def test_tensorflows_retracing_notice_is_dropped_and_other_records_pass(caplog):
+    """A model per trial or seed traces its own predict step once: no "retracing" notice."""
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        logger.warning("5 out of the last 5 calls to <function f> triggered tf.function "
+                       "retracing. Tracing is expensive")
+        logger.warning("a record that matters")
+    assert [r.getMessage() for r in caplog.records] == ["a record that matters"]

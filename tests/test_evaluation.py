@@ -1,4 +1,5 @@
-"""Evaluation helpers: the report table, macro-F1, bootstrap CI, confusion matrix, metrics files."""
+"""Evaluation helpers: the report table, macro-F1, Wilson intervals, the tests behind a claim,
+confusion matrix, metrics and prediction files."""
 
 from __future__ import annotations
 
@@ -39,25 +40,91 @@ def test_macro_f1(y_true, y_pred, expected):
     assert evaluation.macro_f1(y_true, y_pred) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_bootstrap_ci_contains_the_accuracy_and_is_deterministic(seed):
-    y_true, y_pred = _labels(seed=seed)
-    accuracy = np.mean(y_true == y_pred)
-    low, high = evaluation.bootstrap_accuracy_ci(y_true, y_pred, n_boot=500, seed=seed)
-    assert low <= accuracy <= high and 0 < high - low < 0.15
-    assert (low, high) == evaluation.bootstrap_accuracy_ci(y_true, y_pred, n_boot=500, seed=seed)
-    wide = evaluation.bootstrap_accuracy_ci(y_true, y_pred, n_boot=500, seed=seed, level=0.99)
+@pytest.mark.parametrize("correct, n", [(0, 10), (7, 10), (10, 10), (9975, 10_000), (233, 236)])
+def test_wilson_interval_matches_the_formula_and_holds_the_proportion(correct, n):
+    low, high = evaluation.wilson_interval(correct, n)
+    p, z = correct / n, 1.959963984540054
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-9)
+    assert 0 <= low <= p <= high <= 1
+    wide = evaluation.wilson_interval(correct, n, level=0.99)
     assert wide[0] <= low and wide[1] >= high
 
 
-def test_bootstrap_ci_of_a_perfect_classifier_is_a_point():
-    assert evaluation.bootstrap_accuracy_ci([1, 2, 3], [1, 2, 3], n_boot=50) == (1.0, 1.0)
+def test_wilson_interval_of_the_labels_and_a_perfect_classifier():
+    y_true, y_pred = _labels()
+    correct = int(np.sum(np.asarray(y_true) == np.asarray(y_pred)))
+    assert evaluation.accuracy_interval(y_true, y_pred) == evaluation.wilson_interval(
+        correct, len(y_true))
+    low, high = evaluation.accuracy_interval([1, 2, 3], [1, 2, 3])
+    assert high == pytest.approx(1.0) and low < 1  # three items prove little: never a point
 
 
-@pytest.mark.parametrize("kwargs, match", [({"n_boot": 5}, "n_boot=5"), ({"level": 1.5}, "level=1.5")])
-def test_bootstrap_ci_rejects_bad_arguments(kwargs, match):
+@pytest.mark.parametrize("args, match", [((3, 0), "n=0"), ((11, 10), "11"), ((-1, 10), "-1")])
+def test_wilson_interval_rejects_bad_counts(args, match):
     with pytest.raises(ValueError, match=match):
-        evaluation.bootstrap_accuracy_ci([0, 1], [0, 1], **kwargs)
+        evaluation.wilson_interval(*args)
+    with pytest.raises(ValueError, match="level=1.5"):
+        evaluation.wilson_interval(1, 2, level=1.5)
+
+
+def test_mcnemar_counts_the_discordant_items_and_gives_the_exact_p():
+    a = np.array([True] * 90 + [False] * 10)
+    b = a.copy()
+    b[90:99] = True   # b alone right on 9 items
+    b[0] = False      # a alone right on 1
+    out = evaluation.mcnemar_test(a, b)
+    assert (out["a_only"], out["b_only"], out["n"]) == (1, 9, 100)
+    assert out["difference"] == pytest.approx(0.08)
+    assert out["p_value"] == pytest.approx(2 * 11 / 1024)  # exact binomial, 10 discordant items
+    same = evaluation.mcnemar_test(a, a)
+    assert same["p_value"] == 1.0 and same["difference"] == 0
+    assert evaluation.mcnemar_test(b, a)["p_value"] == pytest.approx(out["p_value"])
+    with pytest.raises(ValueError, match="shapes"):
+        evaluation.mcnemar_test([True], [True, False])
+
+
+def test_welch_matches_scipy_and_is_undefined_without_variation():
+    from scipy.stats import ttest_ind
+
+    a, b = [0.90, 0.91, 0.92], [0.95, 0.96, 0.94]
+    out = evaluation.welch_test(a, b)
+    expected = ttest_ind(b, a, equal_var=False)
+    assert out["difference"] == pytest.approx(0.04)
+    assert (out["t"], out["p_value"]) == pytest.approx((expected.statistic, expected.pvalue))
+    flat = evaluation.welch_test([233 / 236] * 3, [234 / 236] * 3)
+    assert flat["t"] is None and flat["p_value"] is None and flat["difference"] > 0
+    with pytest.raises(ValueError, match="at least 2"):
+        evaluation.welch_test([0.9], [0.8, 0.7])
+
+
+def test_paired_test_matches_scipy_and_needs_a_difference():
+    from scipy.stats import ttest_rel
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 6, 200) / 5
+    b = np.clip(a + rng.choice([0, 0.2], 200), 0, 1)
+    out = evaluation.paired_test(a, b)
+    expected = ttest_rel(b, a)
+    assert out["n"] == 200 and out["difference"] == pytest.approx(b.mean() - a.mean())
+    assert (out["t"], out["p_value"]) == pytest.approx((expected.statistic, expected.pvalue))
+    assert evaluation.paired_test(a, a)["p_value"] is None
+    with pytest.raises(ValueError, match="shapes"):
+        evaluation.paired_test([0.1, 0.2], [0.1])
+
+
+@pytest.mark.parametrize("difference, p, expected", [
+    (0.01, 0.01, "helped"), (-0.01, 0.01, "hurt"),
+    (0.01, 0.2, evaluation.NO_DIFFERENCE),          # not significant
+    (0.001, 0.0001, evaluation.NO_DIFFERENCE),       # significant but below MIN_EFFECT
+    (0.01, None, evaluation.NO_DIFFERENCE),          # no test possible
+    (0.002, 0.049, "helped"),
+])
+def test_verdict_claims_only_what_the_test_and_the_size_support(difference, p, expected):
+    assert evaluation.verdict(difference, p) == expected
+    assert evaluation.p_text(p) == ("no p-value: no seed varied" if p is None else
+                                    "p < 0.001" if p < 0.001 else f"p = {p:.3f}")
 
 
 def test_mismatched_labels_are_rejected():
@@ -69,13 +136,13 @@ def test_mismatched_labels_are_rejected():
 
 def test_headline_metrics_and_comparison_table():
     y_true, y_pred = _labels()
-    metrics = evaluation.headline_metrics(y_true, y_pred, n_boot=200)
-    assert set(metrics) == {"accuracy", "macro_f1", "ci_low", "ci_high", "n_test"}
+    metrics = evaluation.headline_metrics(y_true, y_pred)
+    assert set(metrics) == {"accuracy", "macro_f1", "ci_low", "ci_high", "n_correct", "n_test"}
     assert metrics["n_test"] == 300
-    table = evaluation.comparison_table({"baseline": metrics})
+    table = evaluation.comparison_table({"baseline": metrics}, target="masterCategory")
     assert list(table.columns) == ["accuracy", "95% CI", "macro_f1", "n_test"]
     # the original study's row comes first, with no interval (it reported none), and goes
-    # away on request; every other row is its own metrics, rounded
+    # away for any other target; every other row is its own metrics, rounded
     assert list(table.index) == ["original study (Kaggle, masterCategory)", "baseline"]
     original = table.iloc[0]
     assert (original["accuracy"], original["macro_f1"]) == (
@@ -84,7 +151,7 @@ def test_headline_metrics_and_comparison_table():
     assert table.loc["baseline", "accuracy"] == round(metrics["accuracy"], 3)
     assert table.loc["baseline", "macro_f1"] == round(metrics["macro_f1"], 3)
     assert table.loc["baseline", "95% CI"] == f"{metrics['ci_low']:.3f}–{metrics['ci_high']:.3f}"
-    alone = evaluation.comparison_table({"baseline": metrics}, include_original=False, digits=4)
+    alone = evaluation.comparison_table({"baseline": metrics}, target="articleType", digits=4)
     assert list(alone.index) == ["baseline"]
     assert alone.loc["baseline", "accuracy"] == round(metrics["accuracy"], 4)
     with pytest.raises(ValueError, match="macro_f1"):
@@ -120,3 +187,17 @@ def test_write_and_read_metrics(tmp_path):
                                    paths=paths)
     assert out.name == "03_baseline_cnn.json"
     assert evaluation.read_metrics("03_baseline_cnn", paths=paths) == {"accuracy": 0.5, "ci_low": None}
+
+
+def test_predictions_round_trip_and_pair_up_for_mcnemar(tmp_path):
+    paths = config.Paths(data_dir=tmp_path / "shop", root=tmp_path)
+    written = evaluation.write_predictions("03_baseline_cnn", ids=[3, 1, 2], y_true=["a", "b", "a"],
+                                           y_pred=["a", "a", "a"], paths=paths)
+    assert written == evaluation.predictions_path("03_baseline_cnn", paths=paths)
+    back = evaluation.read_predictions("03_baseline_cnn", paths=paths)
+    assert back["id"].tolist() == ["3", "1", "2"] and back["predicted"].tolist() == ["a"] * 3
+    with pytest.raises(ValueError, match="differ in length"):
+        evaluation.write_predictions("x", ids=[1], y_true=["a", "b"], y_pred=["a", "b"],
+                                     paths=paths)
+    with pytest.raises(FileNotFoundError, match="'04_tuning'"):
+        evaluation.read_predictions("04_tuning", paths=paths)

@@ -308,3 +308,32 @@ def test_without_a_model_the_upload_is_disabled(explorer):
     assert explorer.upload.disabled and "fu-upload" in explorer.upload._dom_classes
     with pytest.raises(ValueError, match="no embed_files"):
         explorer.query_photo(b"x")
+
+
+def test_an_explorer_never_shown_announces_no_widget_and_showing_it_announces_all(
+        explorer_data, monkeypatch):
+    """Issue 30: papermill saved 731 KB of widget state for an explorer it only rendered as a
+    figure. Built, it opens no frontend comm; its first ``.widget`` opens one per widget, the
+    root's among them, and the explorer still works."""
+    import comm
+
+    opened = []
+
+    def kernel_comm(*args, **kwargs):  # what ipykernel puts in place: a comm_open per call
+        made = comm.DummyComm(*args, **kwargs)
+        opened.append(made.comm_id)
+        return made
+
+    monkeypatch.setattr(comm, "create_comm", kernel_comm)
+    catalog, index = explorer_data
+    exp = RecommendationExplorer(index, catalog, k=5, page_size=12, thumb_px=32, query_px=64,
+                                 result_px=48)
+    exp.select(exp.page_ids[3])  # used, not shown: still nothing announced
+    assert len(exp.results) == 5 and exp.render() is not None
+    assert opened == []
+    root = exp.widget
+    assert root.model_id in opened and exp.picker.model_id in opened
+    assert len(opened) > 20 and exp.widget is root  # once
+    before = len(opened)
+    exp.select(exp.catalog.index[-1])  # a new page once shown: its thumbnails announced at once
+    assert len(opened) > before

@@ -336,3 +336,43 @@ def test_notebook_04_has_at_most_twelve_parameters():
 
     [path] = runner.notebook_paths(only=["04"])
     assert len(runner.notebook_parameters(path)) <= 12
+
+
+# --------------------------------------------------------------------------- what a reader sees
+
+
+def test_show_table_shows_paths_for_a_reader_or_a_sentence_when_empty(capsys):
+    frame = pd.DataFrame({"id": ["1", "2"], "label": ["Bag", "Coat"],
+                          "image_path": [str(config.PROJ_ROOT / "data" / "1.png"), "rel/2.png"]})
+    shown = notebook.show_table(frame)
+    assert shown["image_path"].tolist() == ["data/1.png", "rel/2.png"]
+    assert frame["image_path"].iloc[0].startswith(str(config.PROJ_ROOT))  # the table is kept
+    assert notebook.show_table(frame.iloc[:0], empty="No row was excluded.") is None
+    assert capsys.readouterr().out == "No row was excluded.\n"
+    with pytest.raises(ValueError, match="Received: empty=''"):
+        notebook.show_table(frame, empty="")
+    with pytest.raises(ValueError, match="Received: frame="):
+        notebook.show_table([1, 2])
+
+
+@pytest.mark.parametrize("name, target, what, expected", [
+    ("02_sampling_augmentation", None, "class_balance",
+     f"02_sampling_augmentation-{config.DEFAULT_TARGET}_class_balance"),
+    ("03_baseline_cnn", "articleType", "confusion_matrix",
+     "03_baseline_cnn-articleType_confusion_matrix"),
+    ("06_multi_output", None, "predictions", "06_multi_output_predictions"),
+])
+def test_every_figure_of_a_run_per_target_carries_its_target(name, target, what, expected):
+    """Issue 30: 02's masterCategory figure was overwritten by the articleType run's."""
+    passed = {} if target is None else {"TARGET": target}
+    run = _setup(name, _namespace(name, quick=True, **passed))
+    assert run.figure_name(what) == expected
+    assert run.figure_name("retrieval_metrics", target="articleType").endswith(
+        "-articleType_retrieval_metrics")
+    with pytest.raises(ValueError, match="Received: what=''"):
+        run.figure_name("")
+
+
+def test_a_run_prints_no_path_of_this_machine():
+    run = _setup("03_baseline_cnn", _namespace("03_baseline_cnn", quick=True))
+    assert str(config.PROJ_ROOT) not in str(run) and "catalog: " in str(run)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fashion_utils import config
-from fashion_utils.tools import budget, runner
+from fashion_utils import config, evaluation
+from fashion_utils.tools import budget, published, runner
 
 pytestmark = pytest.mark.notebooks
 
@@ -55,7 +55,7 @@ def test_the_study_runs_every_notebook_and_the_second_target_and_times_each(quic
     assert all(f"| {s['notebook']} | {s['target']} |" in budget.timing_table(record)
                for s in record["steps"])
     rec = json.loads((_metrics_dir(root) / "05_recommendation.json").read_text())
-    assert Path(rec["finetuned_model"]).name == f"kept_{config.SECOND_TARGET}.keras"
+    assert Path(rec["kept_model"]).name == f"kept_{config.SECOND_TARGET}.keras"
     # each image went through each model at each side once, whichever notebook asked first
     stores = record["feature_stores"]
     assert len(stores) >= 1 and all(s["forward_passes"] == s["distinct_images"] > 0
@@ -72,6 +72,14 @@ def test_every_notebook_executes_in_quick_mode(quick_run):
         images = sum("image/png" in o.get("data", {}) for c in nb["cells"]
                      for o in c.get("outputs", []))
         assert images >= 1, f"{path.name} shows no figure"
+
+
+def test_every_executed_notebook_is_clean_for_a_reader(quick_run):
+    """No stderr, warning, progress bar, machine path, widget state or empty table printed as
+    such, in any notebook of the quick run (the rule the published run is held to)."""
+    _, executed, _ = quick_run
+    found = {path.name: published.notebook_problems(path) for path in executed}
+    assert not any(found.values()), {name: p for name, p in found.items() if p}
 
 
 def test_each_notebook_writes_its_metrics(quick_run):
@@ -110,6 +118,19 @@ def test_the_test_side_is_read_once_per_reported_model(quick_run):
     assert set(reads["models"]) == set(tuning["test"])
     assert tuning["seed_study_on"] == "validation"
     assert tuning["best_search"] in tuning["verdict"]
+    # the claims: Welch over seeds (on validation), McNemar of the kept model against 03's
+    # baseline on the same test items, each verdict by the one rule
+    seed_test = tuning["seed_test"]
+    assert seed_test["test"] == "Welch's t-test" and seed_test["best"] == tuning["best_search"]
+    assert seed_test["outcome"] == evaluation.verdict(seed_test["difference"],
+                                                      seed_test["p_value"])
+    versus = tuning["kept_vs_baseline"]
+    assert versus["n"] == next(iter(tuning["test"].values()))["n_test"]
+    assert 0 <= versus["p_value"] <= 1 and versus["a_only"] + versus["b_only"] <= versus["n"]
+    assert versus["baseline_accuracy"] == pytest.approx(baseline_accuracy := json.loads(
+        (_metrics_dir(root) / "03_baseline_cnn.json").read_text())["accuracy"], abs=1e-9)
+    assert versus["difference"] == pytest.approx(
+        tuning["test"][versus["kept"]]["accuracy"] - baseline_accuracy, abs=1e-9)
     seeds = list(tuning["tuner_seeds"].values())
     assert len(set(seeds)) == len(seeds)  # independent searches
     split = root / "data" / "processed" / "fashion-mnist-quick" / "splits.csv"
@@ -156,7 +177,7 @@ def test_04_trains_both_recipes_chooses_on_validation_and_checks_the_saved_file(
         assert Path(ft["saved_model"]).is_file() and ft["skipped"] == {}
         card = json.loads(Path(ft["saved_model"]).with_suffix(".json").read_text())
         assert card["recipe"] == ft["recipe"] and card["label"] == ft["chosen_recipe"]
-        figure = metrics_dir.parent / "figures" / f"{name}_minutes.png"
+        figure = metrics_dir.parent / "figures" / f"04_tuning-{target}_minutes.png"
         assert figure.is_file() and figure.stat().st_size > 10_000
 
 
@@ -214,9 +235,9 @@ def test_each_notebook_writes_what_it_must_with_values_in_range(quick_run):
     assert (profile["n_products"], profile["image_size"]) == (eda["n_products"], eda["image_size"])
     for name in ("class_distribution", "image_properties", "samples_per_class"):
         assert (figures / f"01_{name}.png").stat().st_size > 5_000, name
-    assert (figures / "02_augmentation_examples.png").is_file()
-    assert (figures / "02_class_balance.png").is_file()
-    for target in (config.DEFAULT_TARGET, config.SECOND_TARGET):
+    for target in (config.DEFAULT_TARGET, config.SECOND_TARGET):  # notebook.Run.figure_name
+        for name in ("augmentation_examples", "class_balance"):
+            assert (figures / f"02_sampling_augmentation-{target}_{name}.png").is_file(), name
         named = lambda stem: config.named_for_target(stem, target=target)  # noqa: E731
         sample = read(named("02_sampling_augmentation"))
         assert sample["target"] == target and sample["n_kept"] <= sample["n_catalog"]
@@ -228,24 +249,32 @@ def test_each_notebook_writes_what_it_must_with_values_in_range(quick_run):
         assert 0 <= baseline["val_accuracy"] <= 1 and baseline["target"] == target
         assert (models / baseline["model"]).is_file()
         for suffix in ("confusion_matrix", "misclassified", "training_curves"):
-            assert (figures / f"{named('03_baseline_cnn')}_{suffix}.png").is_file(), suffix
+            assert (figures / f"03_baseline_cnn-{target}_{suffix}.png").is_file(), suffix
         tuning = read(named("04_tuning"))
         assert tuning["target"] == target and tuning["best_search"] in tuning["test"]
         for model_name, scores in tuning["test"].items():
             _scores_in_range(scores, tuning["n_classes"], model_name)
         for suffix in ("trials", "minutes", "kept_confusion_matrix"):
-            assert (figures / f"{named('04_tuning')}_{suffix}.png").is_file(), suffix
+            assert (figures / f"04_tuning-{target}_{suffix}.png").is_file(), suffix
         assert (models / f"kept_{target}.keras").is_file()
         assert sorted(p.name for p in (models / "recipes").glob(f"*_{target}.keras")) == [
             f"finetune_{target}.keras", f"frozen_{target}.keras", f"scratch_{target}.keras"]
     rec = read("05_recommendation")
     saved = read(config.named_for_target("04_tuning", target=config.SECOND_TARGET))
-    assert "finetuned" in rec["sources"]  # 04 saved a model: 05 must have embedded with it
-    assert Path(rec["finetuned_model"]) == Path(saved["kept_model"]["saved_model"])
+    assert "kept model" in rec["sources"]  # 04 saved a model: 05 must have embedded with it
+    assert Path(rec["kept_model"]) == Path(saved["kept_model"]["saved_model"])
+    assert rec["kept_recipe"] == saved["kept_model"]["card"]["label"]  # named for its recipe
+    paired = rec["paired_test"]  # kept vs pretrained, query by query, held out
+    assert (paired["a"], paired["b"], paired["evaluation"]) == ("pretrained", "kept model",
+                                                                "held out")
+    assert paired["mean_b"] == pytest.approx(
+        rec["held_out"]["kept model"][paired["level"]]["precision@5"], abs=1e-4)
     # quick mode: 05 (like 06) studies the balanced quick subset of the catalog 01 counted
     assert 0 < rec["n_products"] <= eda["n_products"] and rec["k"] == 5
     for name in ("recommendation_grid", "retrieval_metrics"):
-        assert (figures / f"05_{name}.png").is_file(), name
+        assert (figures / f"05_recommendation-articleType_{name}.png").is_file(), name  # 05's level
+    for name in ("training_curves", "predictions"):  # 06: every attribute, no one target
+        assert (figures / f"06_multi_output_{name}.png").is_file(), name
     near = rec["near_duplicates"]  # groups counted, precision@5 with and without the collapse
     assert near["items"] == rec["n_products"] >= near["items_in_such_groups"] >= 0
     assert near["largest_group"] >= 1 and near["collapse"]["source"] == rec["embedding_source"]
@@ -269,5 +298,6 @@ def test_each_notebook_writes_what_it_must_with_values_in_range(quick_run):
     for row in multi["per_attribute"]:
         low, high = (float(v) for v in row["95% CI"].split("–"))  # written to 3 decimals
         assert 0 <= low - 5e-4 <= row["multi-output acc"] <= high + 5e-4 <= 1 + 5e-4, row
+        assert 0 <= row["mcnemar_p"] <= 1, row  # the two networks on the same items
         assert 0 <= row["single-target acc"] <= 1 and row["classes"] >= 2, row
     assert multi["multi_output_seconds"] > 0 and multi["single_target_seconds"] > 0

@@ -129,3 +129,17 @@ def test_multi_output_curves_show_each_head():
     assert list(acc_ax.lines[0].get_ydata()) == [0.5, 0.6, 0.7]
     assert loss_ax.get_xlabel() == "epoch" and acc_ax.get_ylabel() == "accuracy"
     plt.close(fig)
+
+
+def test_retrieval_metrics_panels_scale_to_their_values_and_label_every_bar():
+    """Issue 30: recall@10 is ~0.001 on Fashion-MNIST: on a shared 0-1 scale its panels looked
+    empty. Each panel now has its own scale and every bar its value."""
+    scores = pd.DataFrame({"source": ["a", "b", "a", "b"], "level": ["x", "x", "y", "y"],
+                           "precision@5": [0.9, 0.8, 0.7, 0.6],
+                           "recall@10": [0.0012, 0.0009, 0.0011, 0.0008]})
+    fig = plots.retrieval_metrics(scores, metrics=["precision@5", "recall@10"], x="level")
+    precision, recall = fig.axes[0], fig.axes[1]
+    assert precision.get_ylim()[1] > 1 and recall.get_ylim()[1] < 0.002
+    labels = [t.get_text() for t in recall.texts]
+    assert len(labels) == 4 and "0.00120" in labels, labels
+    plt.close(fig)

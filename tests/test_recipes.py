@@ -30,6 +30,20 @@ def test_an_unknown_recipe_or_setting_is_named(settings, match):
         recipes.recipes_from_settings(settings)
 
 
+def test_the_budget_table_sets_each_setting_beside_its_full_default():
+    rows = recipes.budget_table({"fine-tune": {"epochs": 1, "max_seconds": 270}},
+                                head={"head search: epochs a trial": (4, 10)})
+    table = {r["setting"]: (r["this run"], r["full default"]) for r in rows}
+    assert rows[0]["setting"] == "head search: epochs a trial" and table[rows[0]["setting"]] == (4, 10)
+    assert table["fine-tune: epochs"] == (1, recipes.FineTune().epochs)
+    assert table["fine-tune: minutes at most"] == (4.5, recipes.FineTune().max_seconds / 60)
+    assert table["fine-tune: rows"] == ("all", "all")
+    assert table["scratch CNN"] == ("not trained", "trained")  # left out by the settings
+    assert not any(s.startswith("scratch CNN: image_size") for s in table)  # it has no such field
+    with pytest.raises(ValueError, match="no setting"):
+        recipes.budget_table({"fine-tune": {"sides": 3}})
+
+
 def test_a_recipe_that_cannot_win_says_why(tmp_path, make_image):
     small = make_image(tmp_path / "small.png", size=(28, 28))
     photo = make_image(tmp_path / "photo.png", size=(300, 400))

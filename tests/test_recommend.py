@@ -305,7 +305,7 @@ def test_embedding_model_takes_the_penultimate_dense_layer(tmp_path, image_catal
     model.save(path)
     assert embeddings.find_kept_model(path.parent, target="masterCategory") == path
     assert embeddings.find_kept_model(tmp_path, target="articleType") is None
-    ids, v = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
+    ids, v = embeddings.model_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
     assert v.shape == (8, 7) and list(ids) == image_catalog["id"].tolist()
     with pytest.raises(ValueError, match="no layer 'nope'"):
         embeddings.embedding_model(model, layer_name="nope")
@@ -325,13 +325,13 @@ def test_a_retrained_model_gets_a_new_cache_and_an_unchanged_one_reuses_it(tmp_p
 
     path, cache = tmp_path / "finetuned_articleType.keras", tmp_path / "cache"
     model(1).save(path)
-    _, first = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=cache, progress=False)
+    _, first = embeddings.model_embeddings(image_catalog, path, cache_dir=cache, progress=False)
     first = np.array(first)
-    _, again = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=cache, progress=False)
+    _, again = embeddings.model_embeddings(image_catalog, path, cache_dir=cache, progress=False)
     np.testing.assert_array_equal(first, again)
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 1  # served, not recomputed
     model(2).save(path)  # retrained: same name, other weights
-    _, retrained = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=cache,
+    _, retrained = embeddings.model_embeddings(image_catalog, path, cache_dir=cache,
                                                    progress=False)
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
     assert not np.allclose(first, retrained)
@@ -358,7 +358,7 @@ def test_embedding_model_finds_the_dense_layer_inside_a_nested_head(tmp_path, im
     assert embeddings.embedding_model(model, layer_name="dense_0").output_shape == (None, 6)
     path = tmp_path / "finetuned_articleType.keras"
     model.save(path)
-    ids, v = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
+    ids, v = embeddings.model_embeddings(image_catalog, path, cache_dir=tmp_path / "cache", progress=False)
     assert v.shape == (8, 6)  # image size read from the Resizing layer
 
 
@@ -394,14 +394,14 @@ def test_a_frozen_backbone_model_embeds_from_the_backbones_feature_cache(tmp_pat
     cache = tmp_path / "cache"
     features.extract_features(image_catalog, lite, image_size=32, cache_dir=cache, progress=False)
     before = dirs(cache)
-    ids, vectors = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=cache,
+    ids, vectors = embeddings.model_embeddings(image_catalog, path, cache_dir=cache,
                                                    progress=False)
     assert dirs(cache) == before  # the model never ran over the catalog: nothing new cached
     assert list(ids) == image_catalog["id"].tolist() and vectors.shape == (8, 20)
     np.testing.assert_allclose(vectors, expected, atol=1e-4)
 
     empty = tmp_path / "no_cache"  # no backbone cache: the model embeds every image
-    _, vectors = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=empty,
+    _, vectors = embeddings.model_embeddings(image_catalog, path, cache_dir=empty,
                                                  progress=False)
     np.testing.assert_allclose(vectors, expected, atol=1e-4)
     assert len(dirs(empty)) == 1 and dirs(empty)[0].startswith("kept_articleType")
@@ -410,7 +410,7 @@ def test_a_frozen_backbone_model_embeds_from_the_backbones_feature_cache(tmp_pat
     other.mkdir()
     path, expected = frozen(None, other)
     with pytest.warns(UserWarning, match="does not reproduce the model on 8 images"):
-        _, vectors = embeddings.finetuned_embeddings(image_catalog, path, cache_dir=cache,
+        _, vectors = embeddings.model_embeddings(image_catalog, path, cache_dir=cache,
                                                      progress=False)
     np.testing.assert_allclose(vectors, expected, atol=1e-4)
     assert len(dirs(cache)) == len(before) + 1

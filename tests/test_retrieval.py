@@ -268,6 +268,27 @@ def test_evaluate_sources_on_the_whole_catalog_and_held_out():
         assert table[retrieval.metric_names()].apply(lambda v: v.between(0, 1)).all().all()
 
 
+def test_precision_per_query_averages_to_evaluate_sources_precision():
+    meta, x, test_ids = _catalog_with_wrong_twins()
+    noise = np.random.default_rng(1).standard_normal(x.shape)
+    for gallery in (None, test_ids):
+        table = retrieval.evaluate_sources({"embedding": x, "noise": noise}, ids=meta["id"],
+                                           metadata=meta, query_ids=test_ids, random_name=None,
+                                           levels={"articleType": ["articleType"]},
+                                           gallery_ids=gallery).set_index("source")
+        per = {name: retrieval.precision_per_query(v, ids=meta["id"], metadata=meta,
+                                                   query_ids=test_ids, columns=["articleType"],
+                                                   gallery_ids=gallery)
+               for name, v in {"embedding": x, "noise": noise}.items()}
+        for name, values in per.items():
+            assert len(values) == table.loc[name, "n_queries"] == len(test_ids)
+            assert values.mean() == pytest.approx(table.loc[name, "precision@5"])
+            assert set(np.round(values * 5)) <= set(range(6))  # k = 5: fifths
+    with pytest.raises(ValueError, match="gallery ids not among ids"):
+        retrieval.precision_per_query(x, ids=meta["id"], metadata=meta, query_ids=test_ids,
+                                      columns=["articleType"], gallery_ids=["nope"])
+
+
 def test_evaluate_sources_errors():
     meta, x, test_ids = _catalog_with_wrong_twins()
     options = dict(sources={"e": x}, ids=meta["id"], metadata=meta,
@@ -327,15 +348,15 @@ def test_the_source_is_chosen_on_the_queries_it_is_given():
     meta, x, test_ids = _catalog_with_wrong_twins()
     noise = np.random.default_rng(1).standard_normal(x.shape)
     level = {"articleType": ["articleType"]}
-    for sources in ({"pretrained": noise, "finetuned": x}, {"finetuned": x, "pretrained": noise}):
+    for sources in ({"pretrained": noise, "kept model": x}, {"kept model": x, "pretrained": noise}):
         chosen, scores = retrieval.choose_source(sources, ids=meta["id"], metadata=meta,
                                                  query_ids=test_ids, level=level, k=5)
-        assert chosen == "finetuned" and scores["finetuned"] == 1.0
+        assert chosen == "kept model" and scores["kept model"] == 1.0
         assert scores["pretrained"] < 0.6 and set(scores) == set(sources)
-    tie, _ = retrieval.choose_source({"pretrained": x, "finetuned": x.copy()}, ids=meta["id"],
+    tie, _ = retrieval.choose_source({"pretrained": x, "kept model": x.copy()}, ids=meta["id"],
                                      metadata=meta, query_ids=test_ids, level=level)
     assert tie == "pretrained"  # ties: the earlier source
-    few = retrieval.choose_source({"pretrained": noise, "finetuned": x}, ids=meta["id"],
+    few = retrieval.choose_source({"pretrained": noise, "kept model": x}, ids=meta["id"],
                                   metadata=meta, query_ids=test_ids[:10], level=level)
     assert few == ("pretrained", {})
     with pytest.raises(ValueError, match="exactly one relevance level"):

@@ -155,7 +155,7 @@ class LoadReport:
 
     def __str__(self) -> str:
         lines = [
-            f"LoadReport ({self.layout} layout): {self.source}",
+            f"LoadReport ({self.layout} layout): {config.display_path(self.source)}",
             f"  rows read          {self.n_rows_read:>8}",
             f"  kept               {self.n_kept:>8}",
             f"  repaired           {self.n_repaired:>8}  (extra commas joined back into the last column)",

@@ -328,7 +328,8 @@ class AugmentationReport:
 
     def __str__(self) -> str:
         lines = [f"Augmented images: {self.planned} planned, {self.written} written, {self.reused} already "
-                 f"on disk, {self.removed_stale} stale file(s) removed ({self.out_dir})"]
+                 f"on disk, {self.removed_stale} stale file(s) removed "
+                 f"({config.display_path(self.out_dir)})"]
         lines += [f"  {label}: +{n}" for label, n in self.per_class.items()]
         return "\n".join(lines)
 

@@ -248,10 +248,10 @@ def catalog_splits(catalog: pd.DataFrame, paths: Paths, *, stratify: Sequence[st
     if path.exists():
         saved = load_splits(paths)
         if set(saved["id"]) == ids:
-            return saved, f"reused {path}"
+            return saved, f"reused {config.display_path(path)}"
     table = make_splits(catalog, stratify=stratify, seed=seed, test_size=test_size,
                         val_size=val_size, min_per_stratum=min_per_stratum)
-    return table, f"drawn, saved to {save_splits(table, paths)}"
+    return table, f"drawn, saved to {config.display_path(save_splits(table, paths))}"
 
 
 def read_table_of_02(path: Path, *, what: str, target: str | None = None,

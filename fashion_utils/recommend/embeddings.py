@@ -1,7 +1,8 @@
-"""Embeddings for the recommender: pretrained, fine-tuned and colour-histogram vectors.
+"""Embeddings for the recommender: pretrained, a trained model's, and colour-histogram vectors.
 
-Every embedding is L2-normalised, so cosine similarity is a dot product. The fine-tuned
-embeddings cut a saved end-to-end model (notebook 04) at its last hidden Dense layer;
+Every embedding is L2-normalised, so cosine similarity is a dot product. A trained model's
+embeddings (:func:`model_embeddings`) cut a saved end-to-end model (notebook 04's kept model,
+whichever recipe made it) at its last hidden Dense layer;
 :func:`histogram_embeddings` is the colour baseline.
 """
 
@@ -55,7 +56,7 @@ def _cut(model: Any, path: tuple, output_of: Any) -> Any:
 def embedding_model(model: Any, *, layer_name: str | None = None) -> Any:
     """A Keras model that outputs the penultimate Dense layer of ``model`` (or ``layer_name``).
 
-    The fine-tuned classifier's last Dense layer gives class scores; the Dense layer before it
+    A trained classifier's last Dense layer gives class scores; the Dense layer before it
     is a compact embedding trained to separate the classes. Dense layers inside a nested head
     (``backbone → head → …``) count too. With only one Dense layer, its input (the pooled
     features after any dropout) is used.
@@ -184,11 +185,12 @@ def _from_cached_features(catalog: pd.DataFrame, model: Any, embed: Any, *,
     return cache.ids, vectors
 
 
-def finetuned_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *,
-                         cache_dir: str | os.PathLike, image_size: int | None = None,
-                         layer_name: str | None = None, batch_size: int = 256,
-                         progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """L2-normalised penultimate-layer embeddings of a fine-tuned model, cached on disk.
+def model_embeddings(catalog: pd.DataFrame, model_path: str | os.PathLike, *,
+                     cache_dir: str | os.PathLike, image_size: int | None = None,
+                     layer_name: str | None = None, batch_size: int = 256,
+                     progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised penultimate-layer embeddings of a saved end-to-end model (fine-tuned,
+    scratch CNN or frozen backbone + head), cached on disk.
 
     The cache key holds a digest of the model file, so a retrained model is never served
     stale vectors. A model whose backbone was never trained (``<backbone>_frozen``, notebook

@@ -394,6 +394,31 @@ def evaluate_sources(sources: Mapping[str, Any], *, ids: Sequence[Any], metadata
     return table.assign(n_gallery=len(gallery))
 
 
+def precision_per_query(vectors: Any, *, ids: Sequence[Any], metadata: pd.DataFrame,
+                        query_ids: Sequence[Any], columns: Sequence[str],
+                        gallery_ids: Sequence[Any] | None = None, k: int = 5) -> np.ndarray:
+    """Each judged query's precision@k at one level (the items that match it on ``columns``):
+    the per-query values behind :func:`evaluate_sources`' precision, for a paired test of two
+    sources on the same queries (queries with nothing relevant in the gallery are left out,
+    as there; which ones depends on the labels only, so two sources give aligned arrays)."""
+    all_ids = pd.Index([str(i) for i in ids])
+    gallery = all_ids if gallery_ids is None else pd.Index([str(i) for i in gallery_ids])
+    rows = all_ids.get_indexer(gallery)
+    if (rows < 0).any():
+        raise ValueError(f"gallery ids not among ids, e.g. {gallery[rows < 0][:5].tolist()}")
+    x = np.asarray(vectors)
+    index = SimilarityIndex(gallery, x[rows], metadata=metadata, prune=False)
+    queries = [str(q) for q in query_ids]
+    nb, _ = index.query_many(queries, k)
+    codes = _level_codes(index.metadata[list(columns)], list(columns))
+    qcode = codes[index.positions(queries)]
+    counts = np.bincount(codes[codes >= 0], minlength=codes.max() + 1)
+    judged = (qcode >= 0) & (counts[np.clip(qcode, 0, None)] > 1)
+    ncode = np.where(nb >= 0, codes[np.clip(nb, 0, None)], -1)
+    hits = (ncode == qcode[:, None]) & (qcode[:, None] >= 0)
+    return hits[judged].mean(axis=1)
+
+
 def comparison_table(table: pd.DataFrame, *, metrics: Sequence[str]) -> pd.DataFrame:
     """:func:`evaluate_sources`'s table to read: one row per level and source (levels first, each
     in its order), the ``metrics``, ``chance`` and ``n_queries``."""

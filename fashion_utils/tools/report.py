@@ -1,37 +1,44 @@
-"""The README's results, generated from the metrics files a run wrote: never typed.
+"""The README's findings and each catalog's results, generated from the metrics files a run
+wrote: never typed.
 
-Each generated block of ``README.md`` sits between ``<!-- BEGIN generated:<name> -->`` and
-``<!-- END generated:<name> -->``; :func:`update_readme` rewrites what is between them from
-``reports/<catalog>/metrics/*.json`` (:data:`BLOCKS` says which catalog each block shows), and
-writes each catalog's ``reports/<catalog>/README.md`` from the same metrics.
+``README.md``'s findings sit between ``<!-- BEGIN generated:findings -->`` and
+``<!-- END generated:findings -->``: a few sentences per catalog of :data:`BLOCKS`
+(:func:`fashion_utils.findings.study_findings`, by the claim rules of ``docs/METHODS.md``).
+:func:`update_readme` rewrites them from ``reports/<catalog>/metrics/*.json`` and writes each
+catalog's full results, ``reports/<catalog>/README.md`` (:func:`catalog_readme`).
 
-    python -m fashion_utils.tools.report            # rewrite the blocks in README.md
-    python -m fashion_utils.tools.report --check    # exit 1 if README.md differs from the metrics
+    python -m fashion_utils.tools.report            # rewrite the findings and the catalog pages
+    python -m fashion_utils.tools.report --check    # exit 1 if one differs from the metrics
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from fashion_utils import config
+from fashion_utils import config, findings
 from fashion_utils.tools import budget
 from fashion_utils.atomic import write_text_atomic
 from fashion_utils.config import Paths
+from fashion_utils import evaluation
 from fashion_utils.evaluation import ORIGINAL_STUDY, read_metrics
 from fashion_utils.tools.markdown import markdown_table, replace_block
 
-__all__ = ["BLOCKS", "catalog_readme", "catalogs_with_metrics", "render_blocks", "study_block",
-           "update_readme", "update_text"]
+__all__ = ["BLOCKS", "catalog_readme", "catalogs_with_metrics", "findings_block", "render_blocks",
+           "study_block", "update_readme", "update_text"]
 
 README = config.PROJ_ROOT / "README.md"
 RETRIEVAL_LEVELS = ("articleType", "strict")  # the two relevance levels the README shows
 
 
 def _ci(m: Mapping[str, Any]) -> str:
-    return f"{m['ci_low']:.4f}–{m['ci_high']:.4f}"
+    """The Wilson 95% interval, recomputed from the counts (runs before Wilson recorded a
+    bootstrap interval: the page shows one kind)."""
+    low, high = findings.wilson(m)
+    return f"{low:.4f}–{high:.4f}"
 
 
 def _has(paths: Paths, name: str) -> bool:
@@ -41,13 +48,18 @@ def _has(paths: Paths, name: str) -> bool:
 def _accuracy_rows(baseline: Mapping[str, Any], tuning: Mapping[str, Any] | None,
                    *, original: bool) -> list[list[Any]]:
     rows = ([["the original study (its own Kaggle sample, VGG16; augmented before splitting)",
-              ORIGINAL_STUDY["accuracy"], "—", ORIGINAL_STUDY["macro_f1"], "—"]]
+              ORIGINAL_STUDY["accuracy"], "—", ORIGINAL_STUDY["macro_f1"], "—", "—"]]
             if original else [])
+    whole = (f"{baseline['n_train']:,} feature rows (the whole training side)"
+             if "n_train" in baseline else "the whole training side")
     rows.append([f"03 baseline: the original recipe on frozen {baseline['backbone']} features @ "
-                 f"{baseline['image_size']} px, trained on the training side",
-                 baseline["accuracy"], _ci(baseline), baseline["macro_f1"], baseline["n_test"]])
+                 f"{baseline['image_size']} px", baseline["accuracy"], _ci(baseline),
+                 baseline["macro_f1"], baseline["n_test"], whole])
+    trained_on = {r.get("configuration"): r.get("trained_on")
+                  for r in (tuning or {}).get("comparison", [])}
     for name, m in (tuning or {}).get("test", {}).items():
-        rows.append([f"04 {name}", m["accuracy"], _ci(m), m["macro_f1"], m["n_test"]])
+        rows.append([f"04 {name}", m["accuracy"], _ci(m), m["macro_f1"], m["n_test"],
+                     trained_on.get(name) or _rows(tuning)])
     return rows
 
 
@@ -68,14 +80,20 @@ def _retrieval_rows(recommendation: Mapping[str, Any]) -> list[list[Any]]:
             if level not in levels:
                 continue
             held = recommendation["held_out"][source][level]
-            rows.append([source, level, *(levels[level][m] for m in metrics),
+            rows.append([findings.source_name(source), level, *(levels[level][m] for m in metrics),
                          *(held[m] for m in metrics)])
     return rows
 
 
 def _attribute_rows(multi: Mapping[str, Any]) -> list[list[Any]]:
-    return [[r["attribute"], r["classes"], r["test items"], r["multi-output acc"], r["95% CI"],
-             r["single-target acc"]] for r in multi["per_attribute"]]
+    rows = []
+    for r in multi["per_attribute"]:
+        low, high = findings.wilson({"accuracy": r["multi-output acc"], "n_test": r["test items"]})
+        p = r.get("mcnemar_p")
+        rows.append([r["attribute"], r["classes"], r["test items"], r["multi-output acc"],
+                     f"{low:.3f}–{high:.3f}", r["single-target acc"],
+                     "—" if p is None else evaluation.p_text(p)])
+    return rows
 
 
 def _rows(tuning: Mapping[str, Any]) -> str:
@@ -87,7 +105,7 @@ def _rows(tuning: Mapping[str, Any]) -> str:
 
 def _tuning_text(tuning: Mapping[str, Any]) -> str:
     text = (f"04 searched on {_rows(tuning)}, at most {tuning['epochs_per_trial']} epochs per "
-            f"trial. {tuning['verdict']}")
+            f"trial. " + " ".join(findings.tuning_findings(tuning)[:2]))
     ft = tuning.get("kept_model") or tuning.get("fine_tune")  # the latter: runs before the card
     if ft and "recipes" in ft:
         text += " " + _recipes_text(ft)
@@ -152,7 +170,8 @@ def _target_section(paths: Paths, target: str, sampling: Mapping[str, Any]) -> l
              f"retrained on {_rows(tuning)}; " if tuning else "")
     parts = [f"**{target} on the test side** ({baseline['n_test']:,} products, "
              f"{baseline['n_classes']} classes; {reads}every choice was made on validation):\n",
-             markdown_table(["model", "test accuracy", "95% CI", "macro-F1", "test items"],
+             markdown_table(["model", "test accuracy", "95% CI (Wilson)", "macro-F1", "test items",
+                             "trained on"],
                             _accuracy_rows(baseline, tuning,
                                            original=target == config.DEFAULT_TARGET))]
     if tuning:
@@ -168,8 +187,9 @@ def _retrieval_text(rec: Mapping[str, Any]) -> str:
     levels, skipped = rec["relevance_levels"], rec.get("skipped_levels", {})
     strict = (f"strict = same {' + '.join(levels['strict'])}" if "strict" in levels
               else f"no strict level: the catalog has no {', '.join(skipped.get('strict', []))}")
-    model = Path(rec.get("finetuned_model") or "").name or "none"
-    return (f"**Retrieval** (05; 04's chosen model: `{model}`; {rec['n_queries']:,} test-side "
+    model = Path(rec.get("kept_model") or rec.get("finetuned_model") or "").name or "none"
+    recipe = f", {rec['kept_recipe']}" if rec.get("kept_recipe") else ""
+    return (f"**Retrieval** (05; the kept model: `{model}`{recipe}; {rec['n_queries']:,} test-side "
             f"queries; whole catalog = every other product, held out = the other test-side "
             f"products; {strict}). {_choice(rec)}{_duplicates_text(rec)}"
             f"{_diversify_text(rec)}\n")
@@ -191,7 +211,8 @@ def _duplicates_text(rec: Mapping[str, Any]) -> str:
             f"apart{confirmed}): "
             f"{nd['groups_of_two_or_more']:,} groups holding {nd['items_in_such_groups']:,} of "
             f"{nd['items']:,} images, the largest {nd['largest_group']:,}; {metric} at {level} "
-            f"with the `{nd['collapse']['source']}` embeddings, one product per group: {scores}.")
+            f"with the `{findings.source_name(nd['collapse']['source'])}` embeddings, one product "
+            f"per group: {scores}.")
 
 
 def _diversify_text(rec: Mapping[str, Any]) -> str:
@@ -207,7 +228,9 @@ def _diversify_text(rec: Mapping[str, Any]) -> str:
         f"{div[side][mmr][level][metric]:.3f}, {similar} {div[side]['plain'][level][similar]:.3f}"
         f" → {div[side][mmr][level][similar]:.3f}" for side in ("whole catalog", "held out"))
     return (f" Diversify (maximal marginal relevance, trade-off {div['trade_off']:g}, "
-            f"`{div['source']}` embeddings), plain → diversified at {level}: {scores}.")
+            f"`{findings.source_name(div['source'])}` embeddings), plain → diversified at "
+            f"{level}: "
+            f"{scores}.")
 
 
 def _time_text(paths: Paths, clocks: Mapping[str, float]) -> str:
@@ -252,8 +275,9 @@ def study_block(paths: Paths) -> str:
         f"\n**Every attribute at once** (06: one shared trunk, one head per attribute, "
         f"{multi['multi_output_seconds']:.0f} s of training; single-target heads alone "
         f"{multi['single_target_seconds']:.0f} s):\n",
-        markdown_table(["attribute", "classes", "test items", "multi-output acc", "95% CI",
-                        "single-target acc"], _attribute_rows(multi), digits=3),
+        markdown_table(["attribute", "classes", "test items", "multi-output acc",
+                        "95% CI (Wilson)", "single-target acc", "McNemar"],
+                       _attribute_rows(multi), digits=3),
     ]
     clocks = {"01": eda["seconds"], "02": sampling["seconds"], "03": baseline["seconds"]}
     if _has(paths, "04_tuning"):
@@ -266,15 +290,18 @@ def study_block(paths: Paths) -> str:
 def _choice(rec: Mapping[str, Any]) -> str:
     choice = rec.get("embedding_choice")
     if not choice:
-        return f"The recommender uses the `{rec['embedding_source']}` embeddings."
-    scores = ", ".join(f"{s} {v:.3f}" for s, v in choice["scores"].items()) or "too few to judge"
-    judged = choice.get("finetuned_judged_with")
-    stand_in = (f"; the `finetuned` source judged with `{Path(judged).name}`, the train-only "
+        return (f"The recommender uses the `{findings.source_name(rec['embedding_source'])}` "
+                f"embeddings.")
+    scores = ", ".join(f"{findings.source_name(s)} {v:.3f}"
+                       for s, v in choice["scores"].items()) or "too few to judge"
+    judged = choice.get("kept_judged_with") or choice.get("finetuned_judged_with")
+    kept = rec.get("kept_model") or rec.get("finetuned_model") or ""
+    stand_in = (f"; the kept model judged with `{Path(judged).name}`, the train-only "
                 f"model 04 chose before refitting its head on train + validation"
-                if judged and Path(judged).name != Path(rec.get("finetuned_model") or "").name
-                else "")
-    return (f"The recommender uses the `{rec['embedding_source']}` embeddings, chosen on "
-            f"{choice['on']} ({choice['n_queries']:,} validation queries: {scores}{stand_in}).")
+                if judged and Path(judged).name != Path(kept).name else "")
+    return (f"The recommender uses the `{findings.source_name(rec['embedding_source'])}` "
+            f"embeddings, chosen on {choice['on']} ({choice['n_queries']:,} validation queries: "
+            f"{scores}{stand_in}).")
 
 
 def _shown(path: Path) -> str:
@@ -288,19 +315,51 @@ def _catalog_paths(name: str) -> Paths:
     return Paths(data_dir=Path(name), root=config.output_root())
 
 
-#: README block name -> the catalog folder whose metrics it shows (:func:`study_block`).
+#: The catalogs whose findings the README shows: folder under ``reports/`` -> its title.
 BLOCKS: Mapping[str, str] = {
-    "fashion-mnist": config.DEFAULT_CATALOG_NAME,
-    "real_kaggle_sample": "real_kaggle_sample",
+    config.DEFAULT_CATALOG_NAME: "Fashion-MNIST, the default data (plain `make`)",
+    "real_kaggle_sample": "Real photos: a sample of the Kaggle catalog",
 }
+#: The README block :func:`findings_block` fills.
+FINDINGS_BLOCK = "findings"
 
 
-def render_blocks(names: Sequence[str] | None = None) -> dict[str, str]:
-    """Render the named blocks (default: all of :data:`BLOCKS`) from the metrics on disk."""
-    unknown = sorted(set(names or ()) - set(BLOCKS))
-    if unknown:
-        raise ValueError(f"unknown report blocks {unknown}; known: {sorted(BLOCKS)}")
-    return {name: study_block(_catalog_paths(BLOCKS[name])) for name in (names or list(BLOCKS))}
+def _all_metrics(paths: Paths) -> dict[str, dict[str, Any]]:
+    return {p.stem: read_metrics(p.stem, paths=paths) for p in sorted(paths.metrics.glob("*.json"))}
+
+
+def _run_line(metrics: Mapping[str, Mapping[str, Any]]) -> str:
+    """Which run the numbers come from: its commit, minutes and machine."""
+    record = metrics.get("study") or metrics["06_multi_output"]
+    prov = record.get("provenance") or {}
+    cpu = (prov.get("machine") or {}).get("cpu") or {}
+    minutes = (f"{record['wall_seconds'] / 60:.0f} minutes, " if "wall_seconds" in record else "")
+    commit = ((prov.get("git") or {}).get("commit") or "unknown")[:7]
+    return (f"run at commit `{commit}`, {minutes}"
+            f"{(prov.get('machine') or {}).get('cpu_count', '?')} × {cpu.get('model', '?')} "
+            f"({cpu.get('vector_isa', '?')})")
+
+
+def findings_block() -> str:
+    """The README's findings: for each catalog of :data:`BLOCKS` whose study wrote its metrics,
+    the run it comes from and :func:`fashion_utils.findings.study_findings`' sentences."""
+    parts = []
+    for folder, title in BLOCKS.items():
+        paths = _catalog_paths(folder)
+        if not _has(paths, "06_multi_output"):
+            continue
+        metrics = _all_metrics(paths)
+        parts.append(f"**{title}** ({_run_line(metrics)}; [full results]"
+                     f"(reports/{folder}/README.md)):\n")
+        parts += [f"- {sentence}" for sentence in
+                  findings.study_findings(metrics, second_target=config.SECOND_TARGET)]
+        parts.append("")
+    return "\n".join(parts).strip("\n") + "\n"
+
+
+def render_blocks() -> dict[str, str]:
+    """The README's generated blocks, from the metrics on disk."""
+    return {FINDINGS_BLOCK: findings_block()}
 
 
 def update_text(text: str, blocks: Mapping[str, str]) -> str:
@@ -311,13 +370,55 @@ def update_text(text: str, blocks: Mapping[str, str]) -> str:
     return text
 
 
+#: A catalog's own description, committed beside its report (how the data was drawn).
+ABOUT_FILE = "ABOUT.md"
+
+
+def _class_counts_text(paths: Paths) -> str:
+    """Why the number of classes differs between notebooks: 02's and 06's rules."""
+    if not (_has(paths, "02_sampling_augmentation") and _has(paths, "06_multi_output")):
+        return ""
+    sampling = read_metrics("02_sampling_augmentation", paths=paths)
+    multi = read_metrics("06_multi_output", paths=paths)
+    per_min = sampling.get("min_per_class") or next(  # earlier runs: the reason says it
+        (m.group(1) for d in sampling.get("dropped_classes", [])
+         if (m := re.search(r"fewer than (\d+)", d.get("reason", "")))), None)
+    min_count = (multi.get("provenance") or {}).get("parameters", {}).get("MIN_COUNT")
+    counts = []
+    for target in (config.DEFAULT_TARGET, config.SECOND_TARGET):
+        name = config.named_for_target("03_baseline_cnn", target=target)
+        six = next((r["classes"] for r in multi["per_attribute"] if r["attribute"] == target), None)
+        if _has(paths, name) and six is not None:
+            counts.append(f"{target} {read_metrics(name, paths=paths)['n_classes']} in 03–04, "
+                          f"{six} in 06")
+    if not counts:
+        return ""
+    return (f"**Why the class counts differ** ({'; '.join(counts)}): 02 keeps a class with at "
+            f"least {per_min or 'the minimum of'} products in the whole catalog, split across "
+            f"train, validation and test; 06 learns, per attribute, the classes with at least "
+            f"{min_count or 'its minimum of'} training products (the others are masked, not "
+            f"dropped), so a class that 02 keeps with a handful of training products leaves 06.\n")
+
+
 def catalog_readme(paths: Paths) -> str:
-    """``reports/<catalog>/README.md``: the catalog's results (:func:`study_block`) and where
-    its figures, metrics and executed notebooks are."""
+    """``reports/<catalog>/README.md``: the catalog's description (its committed
+    :data:`ABOUT_FILE`), why class counts differ, the results (:func:`study_block`), and links to
+    what is committed beside it (the default catalog's figures and executed notebooks; another
+    catalog's stay local: they show its product photos)."""
+    about = paths.reports / ABOUT_FILE
+    published = paths.catalog == config.DEFAULT_CATALOG_NAME
+    where = ("Figures are in [`figures/`](figures/), every number's source in "
+             "[`metrics/`](metrics/), the executed notebooks in [`executed/`](executed/) (one "
+             "per notebook and target)" if published else
+             "Every number's source is in [`metrics/`](metrics/); this catalog's figures and "
+             "executed notebooks show its product photos and stay on the machine that ran it")
     return (f"# The study on `{paths.catalog}`\n\n"
-            f"Generated from this folder's metrics by `make report`; do not edit. Figures are in "
-            f"`figures/`, every number's source in `metrics/`, the executed notebooks in "
-            f"`executed/` (one per notebook and target).\n\n" + study_block(paths))
+            f"Generated from this folder's metrics by `make report`; do not edit. {where}. "
+            f"Accuracy intervals are Wilson 95% intervals; a claim follows the rules of "
+            f"[docs/METHODS.md](../../docs/METHODS.md).\n\n"
+            + (about.read_text(encoding="utf-8").strip() + "\n\n" if about.is_file() else "")
+            + (_class_counts_text(paths) + "\n" if _class_counts_text(paths) else "")
+            + study_block(paths))
 
 
 def catalogs_with_metrics() -> list[Paths]:
@@ -329,7 +430,7 @@ def catalogs_with_metrics() -> list[Paths]:
 
 
 def update_readme(readme: Path = README, *, check: bool = False) -> bool:
-    """Rewrite the generated blocks of ``readme`` and every catalog's ``README.md``; returns
+    """Rewrite the findings of ``readme`` and every catalog's ``README.md``; returns
     whether anything changed (or, with ``check``, would change: nothing is written then)."""
     text = readme.read_text(encoding="utf-8")
     new = update_text(text, render_blocks())

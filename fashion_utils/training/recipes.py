@@ -30,8 +30,9 @@ from fashion_utils.training.finetune import (FineTuneResult, frozen_backbone_mod
                                              end_to_end_with_head, fine_tune)
 from fashion_utils.training.scratch import native_image_size, train_scratch_cnn
 
-__all__ = ["FineTune", "FrozenBackbone", "ImageData", "RECIPE_NAMES", "ScratchCNN",
-           "read_model_card", "recipes_from_settings", "write_model_card"]
+__all__ = ["BUDGET_FIELDS", "FineTune", "FrozenBackbone", "ImageData", "RECIPE_NAMES",
+           "ScratchCNN", "budget_table", "read_model_card", "recipes_from_settings",
+           "write_model_card"]
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,40 @@ def recipes_from_settings(settings: Mapping[str, Mapping[str, Any]] | None
                              f"{sorted(known)}")
         out.append(cls(**(fields or {})))
     return out
+
+
+#: The settings :func:`budget_table` sets side by side: those a time budget shrinks.
+BUDGET_FIELDS: tuple[str, ...] = ("image_size", "epochs", "max_seconds", "rows")
+
+
+def budget_table(settings: Mapping[str, Mapping[str, Any]] | None, *,
+                 head: Mapping[str, tuple[Any, Any]] | None = None) -> list[dict[str, Any]]:
+    """What a run's settings give each recipe against the recipe's own defaults, one row per
+    setting that a budget shrinks (:data:`BUDGET_FIELDS`; ``max_seconds`` shown in minutes),
+    after ``head``'s rows (``{setting: (this run, full default)}``); a recipe the settings
+    leave out is one row saying so.
+
+    >>> budget_table({"scratch CNN": {"epochs": 5}})[0]
+    {'setting': 'fine-tune', 'this run': 'not trained', 'full default': 'trained'}
+    """
+    given = recipes_from_settings(settings)
+    rows = [{"setting": name, "this run": run, "full default": full}
+            for name, (run, full) in (head or {}).items()]
+    for name, cls in RECIPE_NAMES.items():
+        recipe = next((r for r in given if r.name == name), None)
+        if recipe is None:
+            rows.append({"setting": name, "this run": "not trained", "full default": "trained"})
+            continue
+        known = {f.name for f in dataclasses.fields(cls)}
+        for field in (f for f in BUDGET_FIELDS if f in known):
+            run, full = getattr(recipe, field, None), getattr(cls(), field, None)
+            if field == "max_seconds":
+                field, run, full = "minutes at most", *(None if v is None else round(v / 60, 1)
+                                                        for v in (run, full))
+            rows.append({"setting": f"{name}: {field}",
+                         "this run": "all" if run is None else run,
+                         "full default": "all" if full is None else full})
+    return rows
 
 
 # ---------------------------------------------------------------------------------- the card

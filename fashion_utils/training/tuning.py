@@ -19,6 +19,8 @@ test set, one run each. Here:
 """
 
 from __future__ import annotations
+import contextlib
+import io
 import json
 import math
 import os
@@ -32,7 +34,7 @@ import keras
 import keras_tuner as kt
 from fashion_utils.vision import models
 from fashion_utils.atomic import write_json_atomic
-from fashion_utils import config
+from fashion_utils import config, evaluation
 from fashion_utils.checks import one_of, positive_int
 from fashion_utils.progress import keras_callback
 
@@ -106,9 +108,10 @@ class HeadHyperModel(kt.HyperModel):
         """Clear the Keras session, seed, and build + compile the head for ``hp``."""
         keras.backend.clear_session()
         keras.utils.set_random_seed(self.seed if seed is None else seed)
-        if self.space == "original":
-            return self._build_original(hp)
-        return self._build_wide(hp)
+        model = self._build_original(hp) if self.space == "original" else self._build_wide(hp)
+        # built now: Hyperband's reload of a trial's checkpoint then restores it (no warning)
+        model.optimizer.build(model.trainable_variables)
+        return model
 
     def _build_original(self, hp: kt.HyperParameters) -> keras.Model:
         units = hp.Choice("units_0", list(ORIGINAL_SEARCH["space"]["units_0"]))
@@ -274,6 +277,15 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, directory: str | os.Path
                   executions_per_trial=positive_int("executions_per_trial",
                                                            executions_per_trial))
     Path(directory).mkdir(parents=True, exist_ok=True)
+    with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from <machine path>"
+        return _new_tuner(kind, hypermodel, common, max_trials=max_trials,
+                          max_epochs=max_epochs, factor=factor,
+                          num_initial_points=num_initial_points)
+
+
+def _new_tuner(kind: str, hypermodel: kt.HyperModel, common: dict[str, Any], *,
+               max_trials: int | None, max_epochs: int | None, factor: int,
+               num_initial_points: int | None) -> kt.Tuner:
     if kind == "hyperband":
         if max_epochs is None:
             raise ValueError("A Hyperband search needs max_epochs. Received: max_epochs=None")
@@ -550,6 +562,8 @@ def compare_to_baseline(seed_study: Mapping[str, Mapping[str, Any]], *, baseline
                         candidate: str) -> dict:
     """Does ``candidate`` (chosen beforehand, on validation) beat the baseline beyond seed noise?
 
+    Welch's t-test over seeds (``evaluation.welch_test``), judged by ``evaluation.verdict``.
+
     Args:
         seed_study: ``{name: multi_seed(...) result}``, the baseline and the candidate among them.
         baseline: the baseline's name.
@@ -557,19 +571,20 @@ def compare_to_baseline(seed_study: Mapping[str, Mapping[str, Any]], *, baseline
             study only measures the noise; it must not pick the winner).
 
     Returns:
-        ``{"best": candidate, "difference": its mean accuracy - the baseline's, "noise": two
-        standard errors of that difference, "outcome": "helped" | "hurt" | "did not help"}``.
+        ``{"best": candidate, "baseline": baseline, "difference": its mean accuracy - the
+        baseline's, "test": "Welch's t-test", "t", "p_value" (None when no seed varied),
+        "n_seeds", "outcome": "helped" | "hurt" | evaluation.NO_DIFFERENCE}``.
     """
     missing = [name for name in (baseline, candidate) if name not in seed_study]
     if missing or baseline == candidate:
         raise ValueError(f"seed_study needs the baseline and another candidate. Received: "
                          f"{sorted(seed_study)}, baseline={baseline!r}, candidate={candidate!r}")
-    base, tuned, best = seed_study[baseline], seed_study[candidate], candidate
-    diff = tuned["accuracy_mean"] - base["accuracy_mean"]
-    noise = 2 * math.sqrt(base["accuracy_std"] ** 2 / len(base["accuracy"])
-                          + tuned["accuracy_std"] ** 2 / len(tuned["accuracy"]))
-    outcome = ("helped" if diff > 0 else "hurt") if abs(diff) > noise else "did not help"
-    return {"best": best, "difference": float(diff), "noise": float(noise), "outcome": outcome}
+    test = evaluation.welch_test(seed_study[baseline]["accuracy"],
+                                 seed_study[candidate]["accuracy"])
+    return {"best": candidate, "baseline": baseline, "difference": test["difference"],
+            "test": "Welch's t-test", "t": test["t"], "p_value": test["p_value"],
+            "n_seeds": test["n_b"],
+            "outcome": evaluation.verdict(test["difference"], test["p_value"])}
 
 
 def coinciding_searches(best_values: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:

@@ -17,6 +17,7 @@ An uploaded photo travels to the kernel as one websocket message: Jupyter refuse
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import tempfile
@@ -29,8 +30,9 @@ import pandas as pd
 from fashion_utils.catalog import image_files
 from fashion_utils.recommend import rerank
 from fashion_utils.recommend.near_duplicates import collapse_neighbours
-from fashion_utils.views.widgets import (catalog_by_id, item_label, png_thumbnail,
-                                         render_recommendations, shared_attributes)
+from fashion_utils.views.widgets import (announce_widgets, catalog_by_id, item_label,
+                                         png_thumbnail, render_recommendations,
+                                         shared_attributes, unannounced_widgets)
 
 ALL = "(all)"
 #: A filter dropdown's "no condition" value.
@@ -99,8 +101,6 @@ class RecommendationExplorer:
                  trade_off: float = rerank.DEFAULT_TRADE_OFF,
                  upload_dir: str | None = None,
                  max_upload_bytes: int = image_files.MAX_UPLOAD_BYTES) -> None:
-        import ipywidgets as w
-
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer. Received: k={k!r}")
         if page_size < 1:
@@ -130,6 +130,19 @@ class RecommendationExplorer:
         self._filtered: list[str] = cat.index.tolist()
         self._page = 0
         self._syncing = False
+        self._unsent: list[Any] = []  # widgets made, not yet announced to the frontend
+        self._announced = False
+        with unannounced_widgets(self._unsent):  # announced on the first use of .widget
+            self._build(index, filters=filters, filter_columns=filter_columns, groups=groups,
+                        start=start)
+
+    def _build(self, index: Any, *, filters: Mapping[str, Any] | None,
+               filter_columns: Sequence[str] | None, groups: Mapping[str, Any] | None,
+               start: str | None) -> None:
+        """Make every control and show the first product (the widgets stay unannounced)."""
+        import ipywidgets as w
+
+        cat, label_column, embed_files = self.catalog, self.label_column, self.embed_files
 
         self._values: dict[str, dict[str, Any]] = {}  # column -> dropdown value -> filter value
         filters = dict(filters or {})
@@ -175,7 +188,7 @@ class RecommendationExplorer:
         self.filters_box = w.Box(list(self.filter_boxes.values()),
                                  layout=w.Layout(flex_flow="row wrap"))
         query_box = w.VBox([w.HTML("<b>query</b>"), self.query_image, self.query_caption])
-        self.widget = w.VBox([
+        self._root = w.VBox([
             w.HBox([self.class_filter, self.search]),
             w.HBox([self.picker, self.upload, self.upload_note]),
             self.filters_box,
@@ -202,6 +215,19 @@ class RecommendationExplorer:
         self.select(first)
 
     # ----------------------------------------------------------------- public API
+
+    @property
+    def widget(self) -> Any:
+        """The root ``ipywidgets.VBox`` (CSS class ``fu-explorer``): display it.
+
+        The explorer's widgets reach the frontend only here, on first use: an explorer that is
+        built but never shown (papermill's static figure, ``render``) opens no comm, so no
+        widget state is saved in the executed notebook.
+        """
+        if not self._announced:
+            announce_widgets(self._unsent)
+            self._announced = True
+        return self._root
 
     @property
     def filters(self) -> dict[str, Any] | None:
@@ -297,7 +323,7 @@ class RecommendationExplorer:
         return box
 
     def _add_classes(self) -> None:
-        for widget, css in [(self.widget, "fu-explorer"), (self.class_filter, "fu-class-filter"),
+        for widget, css in [(self._root, "fu-explorer"), (self.class_filter, "fu-class-filter"),
                             (self.search, "fu-search"), (self.filters_box, "fu-filters"),
                             (self.picker, "fu-picker"), (self.distinct, "fu-distinct"),
                             (self.diversify, "fu-diversify"), (self.upload, "fu-upload"),
@@ -327,8 +353,6 @@ class RecommendationExplorer:
         return f"{item_id} · {item_label(row, self.label_column)}{name}"[:80], item_id
 
     def _render_page(self, keep: str | None = None) -> None:
-        import ipywidgets as w
-
         n_pages = max(1, -(-len(self._filtered) // self.page_size))
         self._page = min(max(self._page, 0), n_pages - 1)
         ids = self.page_ids
@@ -344,6 +368,18 @@ class RecommendationExplorer:
                 self.picker.value = current
         finally:
             self._syncing = False
+        with (contextlib.nullcontext() if self._announced
+              else unannounced_widgets(self._unsent)):
+            self.thumbnails.children = self._thumbnail_cells(ids)
+        lo = self._page * self.page_size
+        self.page_label.value = (f"page {self._page + 1}/{n_pages} · items {lo + 1 if ids else 0}–"
+                                 f"{lo + len(ids)} of {len(self._filtered):,}")
+        self.prev_button.disabled = self._page == 0
+        self.next_button.disabled = self._page >= n_pages - 1
+
+    def _thumbnail_cells(self, ids: Sequence[str]) -> list[Any]:
+        import ipywidgets as w
+
         cells = []
         for item_id in ids:
             path = str(self.catalog.loc[item_id, "image_path"])
@@ -357,12 +393,7 @@ class RecommendationExplorer:
             cell = w.VBox([img, btn])
             cell.add_class("fu-thumbnail")
             cells.append(cell)
-        self.thumbnails.children = cells
-        lo = self._page * self.page_size
-        self.page_label.value = (f"page {self._page + 1}/{n_pages} · items {lo + 1 if ids else 0}–"
-                                 f"{lo + len(ids)} of {len(self._filtered):,}")
-        self.prev_button.disabled = self._page == 0
-        self.next_button.disabled = self._page >= n_pages - 1
+        return cells
 
     def _pick(self, item_id: str) -> None:
         if self.picker.value == item_id:

@@ -49,6 +49,12 @@ def set_style() -> None:
 def save_fig(fig: plt.Figure, name: str, *, paths: Paths) -> Path:
     """Save ``fig`` as ``<paths.figures>/<name>.png`` (atomically) and return the path.
 
+    A notebook saves through its run, ``run.save_fig(fig, "confusion_matrix")``
+    (``notebook.Run.figure_name``), so every figure of notebooks 02-06 carries its target:
+    ``<notebook>-<TARGET>_<what>.png`` for every target, the default one included (05: its
+    label level); a notebook without one target (06) has ``<notebook>_<what>.png``. Notebook
+    01's catalog-wide figures are ``01_<what>.png``.
+
     Args:
         fig: the figure.
         name: file stem, letters/digits/``-``/``_`` only.
@@ -360,6 +366,10 @@ def retrieval_metrics(scores: pd.DataFrame, *, metrics: Sequence[str], x: str = 
                       row: str | None = None) -> plt.Figure:
     """One panel per metric: the score of each embedding source at each relevance level.
 
+    Each panel has its own y scale (recall@10 on Fashion-MNIST is about 0.001, each class
+    holding thousands of relevant items, where precision is near 1) and every bar is labelled
+    with its value, so no panel looks empty.
+
     Args:
         scores: long table with columns ``source``, ``x`` and the ``metrics`` (and ``row``).
         metrics: column names, e.g. ``["precision@5", "mAP@10"]``.
@@ -370,7 +380,7 @@ def retrieval_metrics(scores: pd.DataFrame, *, metrics: Sequence[str], x: str = 
     rows = [None] if row is None else list(dict.fromkeys(scores[row]))
     width = min(4.5 * len(metrics), 17.0)  # at most ~1,900 px wide when saved
     fig, axes = plt.subplots(len(rows), len(metrics), figsize=(width, 3.8 * len(rows)),
-                             sharey=True, squeeze=False)
+                             squeeze=False)
     for r, value in enumerate(rows):
         part = scores if value is None else scores[scores[row] == value]
         for ax, metric in zip(axes[r], metrics):
@@ -378,13 +388,23 @@ def retrieval_metrics(scores: pd.DataFrame, *, metrics: Sequence[str], x: str = 
                         legend=r == 0 and ax is axes[0, -1])
             title = metric if value is None else f"{value}: {metric}"
             xlabel = "relevant = same …" if r == len(rows) - 1 else ""
-            ax.set(title=title, ylim=(0, 1.05), xlabel=xlabel, ylabel="score")
+            top = float(pd.to_numeric(part[metric], errors="coerce").max())  # this panel's
+            top = min(1.0, top) if top == top and top > 0 else 1.0  # NaN or 0: the full scale
+            ax.set(title=title, ylim=(0, top * 1.2), xlabel=xlabel, ylabel="score")
+            for bars in ax.containers:
+                ax.bar_label(bars, fmt=_value_format(top), fontsize=7, padding=1)
             if scores[x].nunique() > 2:  # long level names side by side
                 plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.01, 1))
     if len(rows) > 1:
         fig.subplots_adjust(hspace=0.5)
     return fig
+
+
+def _value_format(top: float) -> str:
+    """The bar labels' format: enough decimals for a bar of a tenth of ``top`` to read."""
+    decimals = max(2, min(5, 1 - int(np.floor(np.log10(top / 10)))))
+    return f"%.{decimals}f"
 
 
 def multi_output_curves(history: Mapping[str, Sequence[float]], *,

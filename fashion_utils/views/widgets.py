@@ -8,9 +8,10 @@ also a function that returns a matplotlib figure: :func:`render_recommendations`
 
 from __future__ import annotations
 
+import contextlib
 import io
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -205,3 +206,42 @@ def render_thumbnail_page(catalog: pd.DataFrame, ids: Sequence[str], *,
 
 
 # --------------------------------------------------------------------------- the explorer
+
+
+@contextlib.contextmanager
+def unannounced_widgets(made: list[Any]) -> Iterator[None]:
+    """ipywidgets made inside are not announced to the frontend: their comms send nothing (no
+    ``comm_open``, so a notebook that never shows them saves no widget state) until
+    :func:`announce_widgets` opens real ones. ``made`` receives the widgets, in order."""
+    import comm
+    from ipywidgets import comm as shim
+    from ipywidgets.widgets import widget as base
+
+    silent_ids: set[str] = set()
+    real = shim.create_comm
+
+    def silent(*args: Any, **kwargs: Any) -> Any:
+        made_comm = comm.DummyComm(*args, **kwargs)
+        silent_ids.add(made_comm.comm_id)
+        return made_comm
+
+    shim.create_comm = silent
+    try:
+        yield
+    finally:
+        shim.create_comm = real
+        made.extend(w for w in list(base._instances.values())
+                    if w.comm is not None and w.comm.comm_id in silent_ids)
+
+
+def announce_widgets(made: list[Any]) -> None:
+    """Open the frontend comms of widgets :func:`unannounced_widgets` made, each with its
+    model id (the boxes that hold it still point at it), and empty ``made``."""
+    for item in made:
+        quiet = item.comm
+        if quiet is None:
+            continue
+        item.comm = None
+        quiet.close()
+        item.open()
+    made.clear()

@@ -260,12 +260,18 @@ def save_end_to_end_model(model: keras.Model, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_end_to_end_model(path: str | os.PathLike) -> keras.Model:
-    """Load a saved end-to-end ``.keras`` model (its class names included)."""
+def load_end_to_end_model(path: str | os.PathLike, *, compile: bool = False) -> keras.Model:
+    """Load a saved end-to-end ``.keras`` model (its class names included), for prediction.
+
+    ``compile=False`` (the default) leaves the optimizer out: its variables were never built
+    in the saved model, and restoring it only warns ("Skipping variable loading for
+    optimizer"). Pass ``compile=True`` to train the loaded model further.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {path}")
-    return keras.saving.load_model(path, custom_objects={"ClassNames": ClassNames})
+    return keras.saving.load_model(path, custom_objects={"ClassNames": ClassNames},
+                                   compile=bool(compile))
 
 
 def predict_images(model_path: str | os.PathLike | keras.Model, image_paths: Sequence[str | os.PathLike],

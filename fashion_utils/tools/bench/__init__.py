@@ -5,7 +5,7 @@ builds on ``synthetic``, ``stages`` and ``recommender``):
 
 - :mod:`~fashion_utils.tools.bench.measure`: the one measuring helper: a function in a fresh
   process (:func:`~fashion_utils.tools.bench.measure.run_isolated`), peak RSS, CPU seconds, load
-  average, machine info, the results file and the README tables.
+  average, machine info, the results file and the tables on the docs pages (``BENCH_PAGES``).
 - :mod:`~fashion_utils.tools.bench.extraction`: streamed feature extraction vs the model alone vs a
   naive loop, per image size, and the whole catalog with its cached rerun.
 - :mod:`~fashion_utils.tools.bench.synthetic`: the synthetic full-size Kaggle-layout catalog.

@@ -1,7 +1,8 @@
 """``python -m fashion_utils.tools.bench [section ...]`` (``make bench``): run benchmark sections.
 
 Each section's result is merged into ``reports/benchmarks.json`` (or ``--out``); sections
-with a README table (``extraction``, ``scale``) also refresh it between their markers.
+with a table (``extraction``, ``scale``, ``training``, ``explorer``) also refresh it between
+their markers on the docs page :data:`~fashion_utils.tools.bench.measure.BENCH_PAGES` names.
 
 Usage::
 
@@ -25,7 +26,8 @@ from typing import Any, Callable, Sequence
 
 from fashion_utils.tools.bench.explorer import bench_explorer, explorer_markdown
 from fashion_utils.tools.bench.extraction import bench_extraction, extraction_markdown
-from fashion_utils.tools.bench.measure import benchmarks_path, update_readme, write_results
+from fashion_utils.tools.bench.measure import (BENCH_PAGES, benchmarks_path, update_page,
+                                               write_results)
 from fashion_utils.tools.bench.recommender import bench_recommender
 from fashion_utils.tools.bench.scale import FULL_SIZE, SMALL_SIZE, bench_scale, scale_markdown
 from fashion_utils.tools.bench.training import DEFAULT_MINUTES, bench_training, training_markdown
@@ -38,7 +40,7 @@ SECTIONS: dict[str, Callable[..., dict]] = {"extraction": bench_extraction, "sca
 #: The sections run when none is named (``training`` takes an hour or more, ``explorer``
 #: writes 12 GB of photos: ask for them).
 DEFAULT_SECTIONS: tuple[str, ...] = ("extraction", "scale", "recommender")
-#: Section name -> its README table.
+#: Section name -> its table (written on the page :data:`BENCH_PAGES` names for it).
 MARKDOWN: dict[str, Callable[[dict], str]] = {"extraction": extraction_markdown,
                                               "scale": scale_markdown,
                                               "training": training_markdown,
@@ -52,8 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"any of {list(SECTIONS)} (default: {list(DEFAULT_SECTIONS)})")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"the results file (default: {benchmarks_path()})")
-    parser.add_argument("--no-readme", action="store_true",
-                        help="leave the README's tables alone")
+    parser.add_argument("--no-docs", action="store_true",
+                        help=f"leave the tables on the docs pages alone "
+                             f"({', '.join(sorted(set(BENCH_PAGES.values())))})")
     group = parser.add_argument_group("extraction")
     group.add_argument("--sizes", nargs="+", type=int, default=[32, 64, 96, 224],
                        help="image sizes of the per-size comparison")
@@ -121,11 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"==> {name}", flush=True)
         result = SECTIONS[name](**_section_options(name, args))
         out = write_results(name, result, path=args.out)
-        if name in MARKDOWN and not args.no_readme:
+        if name in MARKDOWN and not args.no_docs:
             try:
-                update_readme(MARKDOWN[name](result), section=name)
+                page = update_page(MARKDOWN[name](result), section=name)
+                print(f"    table updated in {page}")
             except ValueError as err:
-                print(f"  (README not updated: {err})")
+                print(f"  (table not updated: {err})")
         print(f"    written to {out}")
     return 0
 

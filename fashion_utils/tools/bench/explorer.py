@@ -60,7 +60,8 @@ def bench_explorer(*, n: int = 44_000, full_size: bool = True) -> dict[str, Any]
 
 
 def explorer_markdown(result: dict[str, Any]) -> str:
-    """The README's lines on the pick timing (between the ``bench:explorer`` markers)."""
+    """The lines on the pick timing (between the ``bench:explorer`` markers of its page,
+    ``measure.BENCH_PAGES``)."""
     size = "×".join(str(v) for v in result["image_size"])
     rows = [[name, f"{result[key]['median']:.0f}", f"{result[key]['p90']:.0f}",
              f"{result[key]['max']:.0f}"]

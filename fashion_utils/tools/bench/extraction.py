@@ -159,7 +159,7 @@ def bench_extraction(*, sizes: Sequence[int] = (32, 64, 96, 224),
 
 
 def extraction_markdown(result: dict) -> str:
-    """The README table for the extraction section."""
+    """The extraction section's table (on its page, ``measure.BENCH_PAGES``)."""
     per_size = markdown_lines(
         ["image size", "streamed from disk (img/s)", "model only (img/s)", "streamed / model",
          "naive loop (img/s)", "streamed / naive"],

@@ -7,7 +7,8 @@ Every benchmark section measures with these, so that a figure means the same eve
 - :func:`peak_rss_mib` / :func:`rss_mib`: this process's peak and current resident memory;
 - :func:`cpu_seconds`, :func:`load_average`, :func:`load_averages`, :func:`machine_info`;
 - :func:`write_results`: merge a section into ``reports/benchmarks.json`` (atomic write);
-- :func:`update_readme`: replace a section's table between the README's markers.
+- :func:`update_page`: replace a section's table between its markers on its docs page
+  (:data:`BENCH_PAGES`).
 """
 
 from __future__ import annotations
@@ -26,22 +27,30 @@ from fashion_utils.atomic import write_json_atomic, write_text_atomic
 from fashion_utils.tools.markdown import replace_block
 
 __all__ = [
-    "README_MARKER",
+    "BENCH_MARKER",
+    "BENCH_PAGES",
+    "bench_page",
     "benchmarks_path",
     "cpu_seconds",
     "load_average",
     "load_averages",
     "machine_info",
     "peak_rss_mib",
-    "readme_markers",
+    "page_markers",
     "rss_mib",
     "run_isolated",
-    "update_readme",
+    "update_page",
     "write_results",
 ]
 
-#: The README markers around a section's table; ``{section}`` and ``{end}`` (start / end).
-README_MARKER = "<!-- bench:{section}:{end} -->"
+#: The markers around a section's table; ``{section}`` and ``{end}`` (start / end).
+BENCH_MARKER = "<!-- bench:{section}:{end} -->"
+#: Section -> the page (relative to the repository root) whose markers hold its table: the one
+#: place that says where each ``make bench`` table lives.
+BENCH_PAGES: dict[str, str] = {"extraction": "docs/BENCHMARKS.md",
+                               "scale": "docs/BENCHMARKS.md",
+                               "training": "docs/BENCHMARKS.md",
+                               "explorer": "docs/EXPLORER.md"}
 _STATUS = Path("/proc/self/status")
 
 
@@ -176,24 +185,43 @@ def write_results(section: str, result: Mapping[str, Any], *, path: str | os.Pat
     return write_json_atomic(path, data)
 
 
-def readme_markers(section: str) -> tuple[str, str]:
+def page_markers(section: str) -> tuple[str, str]:
     """The ``<!-- bench:<section>:start -->`` / ``...:end -->`` markers of a section."""
-    return (README_MARKER.format(section=section, end="start"),
-            README_MARKER.format(section=section, end="end"))
+    return (BENCH_MARKER.format(section=section, end="start"),
+            BENCH_MARKER.format(section=section, end="end"))
 
 
-def update_readme(markdown: str, *, readme: str | os.PathLike | None = None,
-                  section: str = "extraction") -> Path:
-    """Replace the text between a section's markers (:func:`readme_markers`) in the README.
+def bench_page(section: str) -> Path:
+    """The docs page that holds ``section``'s table (:data:`BENCH_PAGES`), as an absolute path.
 
     Raises:
-        ValueError: the README lacks the section's markers.
+        ValueError: ``section`` has no table.
     """
-    readme = Path(readme) if readme is not None else config.PROJ_ROOT / "README.md"
-    start, end = readme_markers(section)
+    if section not in BENCH_PAGES:
+        raise ValueError(f"section must be one with a table, one of {sorted(BENCH_PAGES)}. "
+                         f"Received: section={section!r}")
+    return config.PROJ_ROOT / BENCH_PAGES[section]
+
+
+def update_page(markdown: str, *, section: str, page: str | os.PathLike | None = None) -> Path:
+    """Replace the text between a section's markers (:func:`page_markers`) on its page.
+
+    Args:
+        markdown: the new text between the markers.
+        section: the benchmark section.
+        page: the file to rewrite (default: :func:`bench_page` of ``section``).
+
+    Returns:
+        The page written.
+
+    Raises:
+        ValueError: ``section`` has no page, or the page lacks the section's markers.
+    """
+    page = Path(page) if page is not None else bench_page(section)
+    start, end = page_markers(section)
     try:
-        text = replace_block(readme.read_text(), start, end, markdown)
+        text = replace_block(page.read_text(encoding="utf-8"), start, end, markdown)
     except ValueError as err:
-        raise ValueError(f"README lacks the markers {start} / {end}. "
-                         f"Received: readme={str(readme)!r}") from err
-    return write_text_atomic(readme, text)
+        raise ValueError(f"{page.name} lacks the markers {start} / {end}. "
+                         f"Received: page={str(page)!r}") from err
+    return write_text_atomic(page, text)

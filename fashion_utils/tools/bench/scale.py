@@ -265,7 +265,7 @@ def _summary_lines(result: dict) -> list[str]:
 
 
 def scale_markdown(result: dict) -> str:
-    """The README table of :func:`bench_scale`'s result."""
+    """The table of :func:`bench_scale`'s result (on its page, ``measure.BENCH_PAGES``)."""
     names = {"load_cold": "load + image check (no check cache)",
              "load_cached": "load + image check (cached)",
              "extract": f"features @ {result['image_size']} px (cold cache)",

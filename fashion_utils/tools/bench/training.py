@@ -5,7 +5,7 @@ longer budgets (default 30 and 60 minutes) on the same data — notebook 02's st
 one target, every original training image, validation on the validation side — and reads
 the test side once per budget, each budget's model being a final model:
 
-- the test accuracy with its 95% bootstrap interval (``evaluation.headline_metrics``), the
+- the test accuracy with its 95% Wilson interval (``evaluation.headline_metrics``), the
   model in memory predicting the test files at its own size, as in notebook 04;
 - the independent count: the saved ``.keras`` file read back by ``models.predict_images``,
   the way a user predicts, must get the same number right;
@@ -76,7 +76,7 @@ def coarser_classes(sample: pd.DataFrame, *, target: str,
 
 
 def measure_budget(sample: pd.DataFrame, *, target: str, minutes: float, model_dir: Path,
-                   seed: int = config.SEED, n_boot: int = 1000, verbose: int | str = 2,
+                   seed: int = config.SEED, verbose: int | str = 2,
                    **recipe: Any) -> dict[str, Any]:
     """Train the scratch CNN for ``minutes`` on a study sample, then read its test side once.
 
@@ -86,7 +86,6 @@ def measure_budget(sample: pd.DataFrame, *, target: str, minutes: float, model_d
         minutes: the training budget (``scratch.train_scratch_cnn``'s ``max_seconds``).
         model_dir: where the model is saved (``scratch_<target>_<minutes>min.keras``).
         seed: training's seed (and the bootstrap's).
-        n_boot: bootstrap resamples of the interval.
         verbose: Keras verbosity (2: a line per epoch).
         recipe: other ``train_scratch_cnn`` options (default: the notebook's recipe).
 
@@ -121,7 +120,7 @@ def measure_budget(sample: pd.DataFrame, *, target: str, minutes: float, model_d
     y_test, test_paths = labels(test), test["image_path"].tolist()
     y_pred = features.predict_image_files(result.model, test_paths,
                                           image_size=image_size).argmax(1)
-    scores = evaluation.headline_metrics(y_test, y_pred, n_boot=n_boot, seed=seed)
+    scores = evaluation.headline_metrics(y_test, y_pred)
     as_user = models.predict_images(result.model_path, test_paths)
     user_check = {"images": len(as_user),
                   "correct_from_file": int((as_user["label"].to_numpy()
@@ -131,7 +130,7 @@ def measure_budget(sample: pd.DataFrame, *, target: str, minutes: float, model_d
     for column, mapping in coarser_classes(sample, target=target).items():
         true = test[column].astype(str).to_numpy()
         implied = np.array([mapping[class_names[i]] for i in y_pred])
-        coarser[column] = evaluation.headline_metrics(true, implied, n_boot=n_boot, seed=seed)
+        coarser[column] = evaluation.headline_metrics(true, implied)
     return {"minutes": minutes, "target": target, "load_before": load_before,
             "load_after": load_after, "settings": result.row(), "curve": result.curve(),
             "val_accuracy": result.best_val_accuracy, "test": scores, "user_check": user_check,
@@ -147,7 +146,7 @@ def retrieval_scores(model_path: str | os.PathLike, *, paths: config.Paths, targ
     catalog, _ = data.load_catalog(paths.data_dir, cache_dir=paths.interim)
     query_ids, _ = retrieval.query_ids_for_evaluation(
         catalog, splits_path=splits.splits_path(paths), seed=seed)
-    ids, vectors = embeddings.finetuned_embeddings(catalog, model_path, cache_dir=paths.features,
+    ids, vectors = embeddings.model_embeddings(catalog, model_path, cache_dir=paths.features,
                                                    progress=False)
     levels = {c: [c] for c in [target, *HIERARCHY] if c in catalog.columns}
     metrics = retrieval.metric_names(k=k)
@@ -234,7 +233,8 @@ def _draw(result: Mapping[str, Any], *, paths: config.Paths) -> Path:
 
 
 def training_markdown(result: Mapping[str, Any]) -> str:
-    """The README table of :func:`bench_training`'s result: one row per budget."""
+    """The table of :func:`bench_training`'s result (on its page, ``measure.BENCH_PAGES``): one
+    row per budget."""
     coarse = sorted({c for b in result["budgets"] for c in b["coarser"]})
     target = result["target"]
     header = ["budget (min)", "training min", "epochs", "validation acc (flip TTA)",
