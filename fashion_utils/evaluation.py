@@ -262,9 +262,13 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int
 def verdict(difference: float, p_value: float | None, *, better: str = "helped",
             worse: str = "hurt", min_effect: float = MIN_EFFECT, alpha: float = ALPHA) -> str:
     """``better`` or ``worse`` only when the test supports it (p < ``alpha``) and the difference
-    is at least ``min_effect``; otherwise :data:`NO_DIFFERENCE`."""
-    if p_value is None or not p_value < alpha or abs(difference) < min_effect:
+    is at least ``min_effect``; :data:`NO_DIFFERENCE` when the test does not support it; and,
+    when it does but the difference is smaller than ``min_effect``, a phrase saying so (no
+    claim either way)."""
+    if p_value is None or not p_value < alpha:
         return NO_DIFFERENCE
+    if abs(difference) < min_effect:
+        return f"a difference the test detects, smaller than the {min_effect:g} we state: no claim"
     return better if difference > 0 else worse
 
 

@@ -193,27 +193,18 @@ def retrieval_findings(m05: Mapping[str, Any]) -> list[str]:
 
 def multioutput_findings(m06: Mapping[str, Any]) -> list[str]:
     """Notebook 06: one network for every attribute vs one network per attribute (McNemar)."""
-    parts, claims = [], []
+    parts, tested = [], False
     for r in m06["per_attribute"]:
-        diff = r["multi-output acc"] - r["single-target acc"]
-        p = r.get("mcnemar_p")
-        claims.append(verdict(diff, p, better="better", worse="worse") if p is not None
-                      else None)
-        parts.append(f"{r['attribute']} {r['multi-output acc']:.4f} vs {r['single-target acc']:.4f}"
-                     + (f" ({p_text(p)})" if p is not None else ""))
-    tested = [c for c in claims if c is not None]
-    if not tested:
-        summary = "no claim"
-    elif all(c == NO_DIFFERENCE for c in tested):
-        summary = f"{NO_DIFFERENCE} on any attribute"
-    else:
-        named = [f"{r['attribute']} {c}" for r, c in zip(m06["per_attribute"], claims)
-                 if c not in (None, NO_DIFFERENCE)]
-        summary = (f"the shared network is {', '.join(named)}; {NO_DIFFERENCE} on the "
-                   f"other {len(tested) - len(named)}")
-    how = "McNemar's exact test each" if tested else "no test recorded"
+        diff, p = r["multi-output acc"] - r["single-target acc"], r.get("mcnemar_p")
+        tested |= p is not None
+        claim = (f" ({p_text(p)}: "
+                 + verdict(diff, p, better="the shared network is better",
+                           worse="the shared network is worse") + ")" if p is not None else "")
+        parts.append(f"{r['attribute']} {r['multi-output acc']:.4f} vs "
+                     f"{r['single-target acc']:.4f}{claim}")
+    how = "McNemar's exact test each" if tested else "no test recorded: no claim"
     return [f"One network for every attribute vs one network per attribute, test accuracy on "
-            f"the same items ({how}): " + "; ".join(parts) + f": {summary}; "
+            f"the same items ({how}): " + "; ".join(parts) + "; "
             f"it trained in {m06['multi_output_seconds']:.0f} s against "
             f"{m06['single_target_seconds']:.0f} s for the single-attribute networks together."]
 

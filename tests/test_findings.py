@@ -31,6 +31,9 @@ def test_the_kept_model_beats_the_baseline_only_when_mcnemar_says_so():
     assert "it alone is right on 600, the baseline alone on 100" in strong[1]
     weak = findings.tuning_findings(_m04(versus=_versus(a_only=10, b_only=14)))
     assert weak[1].endswith(f": {evaluation.NO_DIFFERENCE}.") and "beats" not in weak[1]
+    small = findings.tuning_findings(_m04(versus=_versus(a_only=15, b_only=33)))  # p = 0.013
+    assert small[1].endswith("smaller than the 0.002 we state: no claim.")
+    assert "beats" not in small[1] and evaluation.NO_DIFFERENCE not in small[1]
     assert "0.9239 (95% CI 0.9185–0.9289)" in weak[1]  # Wilson, from the counts
     worse = findings.tuning_findings(_m04(versus=_versus(a_only=600, b_only=100)))
     assert worse[1].endswith("the scratch CNN @ 28px model falls behind it.")
@@ -55,10 +58,15 @@ def test_multi_output_is_better_or_worse_per_attribute_only_where_mcnemar_says_s
              "single-target acc": 0.8980, "mcnemar_p": 1e-5}]
     m06 = {"per_attribute": rows, "multi_output_seconds": 12.6, "single_target_seconds": 36.3}
     text = findings.multioutput_findings(m06)[0]
-    assert "the shared network is articleType worse" in text
-    assert f"{evaluation.NO_DIFFERENCE} on the other 1" in text and "p < 0.001" in text
+    assert "articleType 0.8886 vs 0.8980 (p < 0.001: the shared network is worse)" in text
+    assert f"masterCategory 0.9964 vs 0.9965 (p = 0.900: {evaluation.NO_DIFFERENCE})" in text
     rows[1]["mcnemar_p"] = 0.2
-    assert f"{evaluation.NO_DIFFERENCE} on any attribute" in findings.multioutput_findings(m06)[0]
+    assert "worse" not in findings.multioutput_findings(m06)[0]
+    rows[0]["multi-output acc"], rows[0]["mcnemar_p"] = 0.9975, 0.01  # detected, below 0.002
+    assert "smaller than the 0.002 we state: no claim" in findings.multioutput_findings(m06)[0]
+    for row in rows:
+        del row["mcnemar_p"]
+    assert "no test recorded: no claim" in findings.multioutput_findings(m06)[0]
 
 
 def test_retrieval_claims_by_a_paired_test_and_names_the_kept_models_recipe():
