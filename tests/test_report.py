@@ -214,8 +214,12 @@ def test_the_class_counts_of_02_and_06_are_explained_from_their_metrics(tmp_path
     evaluation.write_metrics("06_multi_output", multi, paths=paths)
     text = report._class_counts_text(paths)
     assert "(masterCategory 2 in 03–04, 1 in 06)" in text
+    assert "Why the class counts differ" in text
     assert "at least 10 products in the whole catalog" in text  # from 02's dropped-class reason
     assert "at least 10 training products" in text
+    multi["per_attribute"][-1]["classes"] = 2  # the same count in 03–04 and 06: no sentence
+    evaluation.write_metrics("06_multi_output", multi, paths=paths)
+    assert report._class_counts_text(paths) == ""
 
 
 def test_a_missing_metrics_file_is_named(tmp_path):

@@ -389,10 +389,10 @@ def _class_counts_text(paths: Paths) -> str:
         name = config.named_for_target("03_baseline_cnn", target=target)
         six = next((r["classes"] for r in multi["per_attribute"] if r["attribute"] == target), None)
         if _has(paths, name) and six is not None:
-            counts.append(f"{target} {read_metrics(name, paths=paths)['n_classes']} in 03–04, "
-                          f"{six} in 06")
-    if not counts:
+            counts.append((target, read_metrics(name, paths=paths)["n_classes"], six))
+    if all(three == six for _, three, six in counts):  # nothing to explain
         return ""
+    counts = [f"{target} {three} in 03–04, {six} in 06" for target, three, six in counts]
     return (f"**Why the class counts differ** ({'; '.join(counts)}): 02 keeps a class with at "
             f"least {per_min or 'the minimum of'} products in the whole catalog, split across "
             f"train, validation and test; 06 learns, per attribute, the classes with at least "
