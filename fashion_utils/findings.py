@@ -112,13 +112,16 @@ def baseline_findings(m03: Mapping[str, Any]) -> list[str]:
 
 
 def _seed_test(m04: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Welch's test of the chosen search against the baseline, from the seed study's runs."""
+    """Welch's test of the chosen search against the baseline: the one 04 recorded
+    (``seed_test``), or, for a run made before it recorded one, from its seed study's runs."""
+    if m04.get("seed_test"):
+        return m04["seed_test"]
     study, best = m04.get("seed_study") or {}, m04.get("best_search")
     baseline = next((name for name in study if name.startswith("baseline")), None)
     if best not in study or baseline is None:
         return None
     test = evaluation.welch_test(study[baseline]["accuracy"], study[best]["accuracy"])
-    return {**test, "best": best, "baseline": baseline}
+    return {**test, "best": best, "baseline": baseline, "n_seeds": test["n_b"]}
 
 
 def tuning_findings(m04: Mapping[str, Any]) -> list[str]:
@@ -130,7 +133,7 @@ def tuning_findings(m04: Mapping[str, Any]) -> list[str]:
         claim = verdict(seed["difference"], seed["p_value"], better="the search helped",
                        worse="the search hurt")
         out.append(f"Tuning the head ({target}): the search chosen on validation ({seed['best']}) "
-                   f"vs the baseline head, {seed['n_b']} seeds each, {seed['difference']:+.4f} "
+                   f"vs the baseline head, {seed['n_seeds']} seeds each, {seed['difference']:+.4f} "
                    f"validation accuracy (Welch's t-test, {p_text(seed['p_value'])}): {claim}.")
     label, kept = kept_label(m04), m04.get("kept_model") or m04.get("fine_tune") or {}
     versus = m04.get("kept_vs_baseline")

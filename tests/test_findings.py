@@ -112,3 +112,15 @@ def test_the_study_findings_are_five_to_eight_sentences():
 ])
 def test_intervals_are_wilsons_from_the_counts(m, expected):
     assert findings.wilson(m) == evaluation.wilson_interval(*expected)
+
+
+def test_the_seed_test_04_recorded_is_read_not_recomputed():
+    """04 records its Welch test (``seed_test``); the sentence reads it. A run made before
+    that recorded one gets it from its seed study's runs (the same test, from the same runs)."""
+    m04 = _m04()
+    recomputed = findings.tuning_findings(m04)[0]
+    m04["seed_test"] = {"best": "hyperband", "baseline": "baseline (03's head)",
+                        "difference": 0.0123, "p_value": 0.2, "n_seeds": 5}
+    recorded = findings.tuning_findings(m04)[0]
+    assert "5 seeds each, +0.0123" in recorded and "p = 0.200" in recorded
+    assert recorded != recomputed and "3 seeds each, +0.1000" in recomputed

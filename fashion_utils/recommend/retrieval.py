@@ -212,6 +212,30 @@ def metric_names(*, k: int = 5, map_k: int = 10, mrr_k: int = 10,
 # --------------------------------------------------------------------------- evaluations
 
 
+def _judged_relevance(neighbours: np.ndarray, query_positions: np.ndarray,
+                      codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per judged query (one with a label and another item of it in the gallery): which of its
+    neighbours share its label code, and how many gallery items do; plus how many queries were
+    not judged."""
+    counts = np.bincount(codes[codes >= 0], minlength=codes.max() + 1)
+    qcode = codes[query_positions]
+    n_rel = np.where(qcode >= 0, counts[np.clip(qcode, 0, None)] - 1, 0)
+    judged = n_rel > 0
+    ncode = np.where(neighbours >= 0, codes[np.clip(neighbours, 0, None)], -1)
+    rel = ((ncode == qcode[:, None]) & (qcode[:, None] >= 0))[judged]
+    return rel, n_rel[judged], int((~judged).sum())
+
+
+def _gallery(ids: Sequence[Any], gallery_ids: Sequence[Any] | None) -> tuple[pd.Index, np.ndarray]:
+    """The gallery's ids (as strings) and their rows in ``ids`` (default: every id)."""
+    all_ids = pd.Index([str(i) for i in ids])
+    gallery = all_ids if gallery_ids is None else pd.Index([str(i) for i in gallery_ids])
+    rows = all_ids.get_indexer(gallery)
+    if (rows < 0).any():
+        raise ValueError(f"gallery ids not among ids, e.g. {gallery[rows < 0][:5].tolist()}")
+    return gallery, rows
+
+
 def evaluate_neighbours(neighbours: np.ndarray, query_positions: Sequence[int],
                         labels: pd.DataFrame, *, levels: Mapping[str, Sequence[str]] | None = None,
                         k: int = 5, map_k: int = 10, mrr_k: int = 10,
@@ -251,20 +275,13 @@ def evaluate_neighbours(neighbours: np.ndarray, query_positions: Sequence[int],
     rows = []
     for name, columns in levels.items():
         codes = _level_codes(labels, columns)
-        counts = np.bincount(codes[codes >= 0], minlength=codes.max() + 1)
-        qcode = codes[qpos]
-        n_rel = np.where(qcode >= 0, counts[np.clip(qcode, 0, None)] - 1, 0)
-        judged = n_rel > 0
-        ncode = np.where(nb >= 0, codes[np.clip(nb, 0, None)], -1)
-        rel = ((ncode == qcode[:, None]) & (qcode[:, None] >= 0))[judged]
-        r = n_rel[judged]
+        rel, r, n_skipped = _judged_relevance(nb, qpos, codes)
         scores = [precision_at_k(rel, k=k),
                   mean_average_precision_at_k(rel, k=map_k, n_relevant=r),
                   mean_reciprocal_rank(rel, k=mrr_k), recall_at_k(rel, n_relevant=r, k=recall_k)]
         chance = float(np.mean(r / max(len(codes) - 1, 1))) if len(r) else float("nan")
         rows.append({"level": name, "columns": "+".join(columns), **dict(zip(names, scores)),
-                     "chance": chance, "n_queries": int(judged.sum()),
-                     "n_skipped": int((~judged).sum())})
+                     "chance": chance, "n_queries": len(r), "n_skipped": n_skipped})
     return pd.DataFrame(rows).set_index("level")
 
 
@@ -360,11 +377,7 @@ def evaluate_sources(sources: Mapping[str, Any], *, ids: Sequence[Any], metadata
     """
     if not sources:
         raise ValueError(f"sources must hold at least one embedding. Received: {sources!r}")
-    all_ids = pd.Index([str(i) for i in ids])
-    gallery = all_ids if gallery_ids is None else pd.Index([str(i) for i in gallery_ids])
-    rows = all_ids.get_indexer(gallery)
-    if (rows < 0).any():
-        raise ValueError(f"gallery ids not among ids, e.g. {gallery[rows < 0][:5].tolist()}")
+    gallery, rows = _gallery(ids, gallery_ids)
     queries = [str(q) for q in query_ids]
     outside = pd.Index(queries).difference(gallery)
     if len(outside):
@@ -378,8 +391,8 @@ def evaluate_sources(sources: Mapping[str, Any], *, ids: Sequence[Any], metadata
     tables = {}
     for name, vectors in sources.items():
         x = np.asarray(vectors)
-        if len(x) != len(all_ids):
-            raise ValueError(f"source {name!r} has {len(x)} vectors for {len(all_ids)} ids")
+        if len(x) != len(ids):
+            raise ValueError(f"source {name!r} has {len(x)} vectors for {len(ids)} ids")
         index = SimilarityIndex(gallery, x if gallery_ids is None else x[rows],
                                 metadata=metadata, prune=False)
         tables[name] = evaluate_index(index, queries, levels=levels, **options,
@@ -401,22 +414,13 @@ def precision_per_query(vectors: Any, *, ids: Sequence[Any], metadata: pd.DataFr
     the per-query values behind :func:`evaluate_sources`' precision, for a paired test of two
     sources on the same queries (queries with nothing relevant in the gallery are left out,
     as there; which ones depends on the labels only, so two sources give aligned arrays)."""
-    all_ids = pd.Index([str(i) for i in ids])
-    gallery = all_ids if gallery_ids is None else pd.Index([str(i) for i in gallery_ids])
-    rows = all_ids.get_indexer(gallery)
-    if (rows < 0).any():
-        raise ValueError(f"gallery ids not among ids, e.g. {gallery[rows < 0][:5].tolist()}")
-    x = np.asarray(vectors)
-    index = SimilarityIndex(gallery, x[rows], metadata=metadata, prune=False)
+    gallery, rows = _gallery(ids, gallery_ids)
+    index = SimilarityIndex(gallery, np.asarray(vectors)[rows], metadata=metadata, prune=False)
     queries = [str(q) for q in query_ids]
     nb, _ = index.query_many(queries, k)
     codes = _level_codes(index.metadata[list(columns)], list(columns))
-    qcode = codes[index.positions(queries)]
-    counts = np.bincount(codes[codes >= 0], minlength=codes.max() + 1)
-    judged = (qcode >= 0) & (counts[np.clip(qcode, 0, None)] > 1)
-    ncode = np.where(nb >= 0, codes[np.clip(nb, 0, None)], -1)
-    hits = (ncode == qcode[:, None]) & (qcode[:, None] >= 0)
-    return hits[judged].mean(axis=1)
+    rel, _, _ = _judged_relevance(nb, index.positions(queries), codes)
+    return rel[:, :k].mean(axis=1)
 
 
 def comparison_table(table: pd.DataFrame, *, metrics: Sequence[str]) -> pd.DataFrame:

@@ -50,6 +50,17 @@ def _excerpt(text: str, match: re.Match[str]) -> str:
     return repr(text[start:match.end() + 40])
 
 
+def _notebook(notebook: Mapping[str, Any] | str | Path) -> Mapping[str, Any]:
+    """A notebook's JSON, read from its file when given a path."""
+    nb = notebook
+    if isinstance(notebook, (str, Path)):
+        nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    if not isinstance(nb, Mapping) or not isinstance(nb.get("cells"), list):
+        raise ValueError(f"Expected a notebook (a file, or JSON with 'cells'). "
+                         f"Received: notebook={str(notebook)[:80]!r}")
+    return nb
+
+
 def notebook_problems(notebook: Mapping[str, Any] | str | Path) -> list[str]:
     """Every problem of an executed notebook (a file or its parsed JSON), one line each.
 
@@ -62,12 +73,7 @@ def notebook_problems(notebook: Mapping[str, Any] | str | Path) -> list[str]:
     Raises:
         ValueError: ``notebook`` is neither a notebook file nor a notebook's JSON.
     """
-    nb = notebook
-    if isinstance(notebook, (str, Path)):
-        nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
-    if not isinstance(nb, Mapping) or not isinstance(nb.get("cells"), list):
-        raise ValueError(f"Expected a notebook (a file, or JSON with 'cells'). "
-                         f"Received: notebook={str(notebook)[:80]!r}")
+    nb = _notebook(notebook)
     problems = []
     if "widgets" in nb.get("metadata", {}):
         problems.append("notebook metadata: widget state (metadata.widgets)")
@@ -91,8 +97,6 @@ def notebook_problems(notebook: Mapping[str, Any] | str | Path) -> list[str]:
 def source_cells(notebook: Mapping[str, Any] | str | Path) -> list[tuple[str, str]]:
     """A notebook's cells as ``(cell type, source)``, without papermill's injected parameters
     cell: what an executed notebook must share with its source in ``notebooks/``."""
-    nb = notebook
-    if isinstance(notebook, (str, Path)):
-        nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    nb = _notebook(notebook)
     return [(c["cell_type"], _text(c.get("source", ""))) for c in nb["cells"]
             if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
